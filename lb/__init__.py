@@ -1,0 +1,46 @@
+"""Codex-LB: the dashboard service. ``create_app`` is the one factory."""
+import logging
+import os
+
+from flask import Flask
+from werkzeug.middleware.proxy_fix import ProxyFix
+
+from lb import api, auth, config, store, views
+
+log = logging.getLogger(__name__)
+
+
+def create_app(overrides=None):
+    """Build a fresh app: defaults, then ``LB_*`` environment variables, then ``overrides``."""
+    settings = config.load(overrides=overrides)
+    if not logging.getLogger().handlers:
+        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    config.prepare_data_dir(settings["DATA_DIR"])
+    secret_path = os.path.join(settings["DATA_DIR"], "secret_key")
+    settings["SECRET_KEY"] = settings["SECRET_KEY"] or config.secret_file(secret_path)
+    settings.setdefault("PASSWORD_HASH_METHOD", "scrypt")
+
+    app = Flask(__name__)
+    app.config.update(settings)
+    if settings["TRUSTED_PROXIES"]:
+        hops = settings["TRUSTED_PROXIES"]
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops)
+
+    api.init_app(app)
+    store.init_app(app)
+    auth.init_app(app)
+    views.init_app(app)
+    announce_bootstrap_token(app)
+    return app
+
+
+def announce_bootstrap_token(app):
+    """While no password is set, log the token that lets a remote client set it."""
+    if not app.config["BOOTSTRAP_TOKEN"]:
+        path = os.path.join(app.config["DATA_DIR"], "bootstrap_token")
+        app.config["BOOTSTRAP_TOKEN"] = config.secret_file(path)
+    with store.db.connection_context():
+        configured = bool(store.settings().password_hash)
+    if not configured:
+        # The one secret allowed in a log: it only works until a password exists.
+        log.warning("no dashboard password is set; bootstrap token: %s", app.config["BOOTSTRAP_TOKEN"])

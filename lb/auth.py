@@ -1,0 +1,350 @@
+"""Dashboard authentication: sessions, passwords, TOTP, the rate limit and the guard."""
+import hashlib
+import hmac
+import ipaddress
+import logging
+import math
+import re
+import secrets
+from functools import wraps
+
+import click
+import pyotp
+from flask import current_app, g, request
+from flask_login import LoginManager, UserMixin, current_user
+from werkzeug.security import check_password_hash, generate_password_hash
+
+from lb.api import ApiError, iso, now_ms
+from lb.store import AuthFailure, DashboardSession, DashboardSettings, TotpSetup, db, settings
+
+log = logging.getLogger(__name__)
+
+COOKIE = "dashboard_session"
+SESSION_MS = 12 * 3600 * 1000
+SETUP_MS = 10 * 60 * 1000
+FAILURE_LIMIT = 8
+FAILURE_WINDOW_MS = 60 * 1000
+TOTP_ISSUER = "Codex-LB"
+TOTP_STEP = 30
+
+# What the guard finds for a request.
+NONE, TOTP_PENDING, FULL = "none", "totp_pending", "full"
+
+login_manager = LoginManager()
+
+
+class SessionUser(UserMixin):
+    """The server-side session behind a request's cookie."""
+
+    def __init__(self, row):
+        self.row = row
+
+    def get_id(self):
+        return self.row.token_hash
+
+
+def token_hash(token):
+    return hashlib.sha256(token.encode("utf-8")).hexdigest()
+
+
+@login_manager.request_loader
+def _load_session(req):
+    token = req.cookies.get(COOKIE)
+    if not token or len(token) > 128:
+        return None
+    row = DashboardSession.get_or_none(
+        (DashboardSession.token_hash == token_hash(token)) & (DashboardSession.expires_at > now_ms())
+    )
+    return SessionUser(row) if row else None
+
+
+@login_manager.user_loader
+def _no_cookie_users(user_id):
+    return None  # sessions come only from the dashboard_session cookie
+
+
+@login_manager.unauthorized_handler
+def unauthorized(code="authentication_required"):
+    """The one place that builds the guard's 401 answers."""
+    messages = {
+        "authentication_required": "Authentication is required",
+        "totp_required": "TOTP verification is required for dashboard access",
+    }
+    raise ApiError(401, code, messages[code])
+
+
+# -- who is asking -------------------------------------------------------------
+
+def dashboard_settings():
+    """The credentials row, read once per request."""
+    if "lb_settings" not in g:
+        g.lb_settings = settings()
+    return g.lb_settings
+
+
+def save_settings(**fields):
+    DashboardSettings.update(**fields).where(DashboardSettings.id == 1).execute()
+    g.pop("lb_settings", None)
+
+
+def current_session():
+    """The request's valid session row, or None."""
+    return current_user.row if current_user.is_authenticated else None
+
+
+def is_local_client():
+    """Same machine: a loopback address and no proxy header we were not told to trust."""
+    if not current_app.config["TRUSTED_PROXIES"]:
+        if "Forwarded" in request.headers or "X-Forwarded-For" in request.headers:
+            return False
+    try:
+        return ipaddress.ip_address(request.remote_addr or "").is_loopback
+    except ValueError:
+        return False
+
+
+def access():
+    """NONE, TOTP_PENDING or FULL for this request."""
+    config = dashboard_settings()
+    if not config.password_hash:
+        # First run: open to this machine only.
+        return FULL if is_local_client() else NONE
+    row = current_session()
+    if row is None or not row.password_verified:
+        return NONE
+    if config.totp_secret and not row.totp_verified:
+        return TOTP_PENDING
+    return FULL
+
+
+def login_required(view=None, *, totp=True):
+    """Let a request through with a dashboard session; ``totp=False`` accepts one that owes TOTP."""
+    if view is None:
+        return lambda v: login_required(v, totp=totp)
+
+    @wraps(view)
+    def guarded(*args, **kwargs):
+        found = access()
+        if found == NONE:
+            return login_manager.unauthorized()
+        if found == TOTP_PENDING and totp:
+            return unauthorized("totp_required")
+        return view(*args, **kwargs)
+
+    return guarded
+
+
+def ingest_required(view):
+    """A dashboard session, or the ingest bearer token; an Authorization header alone decides."""
+    session_guarded = login_required(view)
+
+    @wraps(view)
+    def guarded(*args, **kwargs):
+        header = request.headers.get("Authorization")
+        if header is None:
+            return session_guarded(*args, **kwargs)
+        expected = current_app.config["INGEST_TOKEN"]
+        scheme, _, token = header.partition(" ")
+        if not expected or scheme.lower() != "bearer" or not constant_equal(token.strip(), expected):
+            return login_manager.unauthorized()
+        return view(*args, **kwargs)
+
+    return guarded
+
+
+def constant_equal(given, expected):
+    return hmac.compare_digest(given.encode("utf-8"), expected.encode("utf-8"))
+
+
+# -- the session state object --------------------------------------------------
+
+def state(row=None):
+    """The session state object of the contract, for ``row`` or the request's session."""
+    config = dashboard_settings()
+    row = row if row is not None else current_session()
+    has_password = bool(config.password_hash)
+    has_totp = has_password and bool(config.totp_secret)
+    verified = has_password and row is not None and row.password_verified
+    totp_verified = verified and has_totp and row.totp_verified
+    if not has_password:
+        authenticated = is_local_client()
+    else:
+        authenticated = verified and (totp_verified or not has_totp)
+    return {
+        "isPasswordConfigured": has_password,
+        "isPasswordVerified": bool(verified),
+        "isTotpConfigured": has_totp,
+        "isTotpVerified": bool(totp_verified),
+        "isTotpRequiredOnLogin": has_totp,
+        "authenticated": bool(authenticated),
+        "expiresAt": iso(row.expires_at) if (has_password and row is not None) else None,
+    }
+
+
+# -- sessions and cookies -------------------------------------------------------
+
+def start_session(totp_verified=False, expires_at=None):
+    """Create a session and return (token, row); the token goes only into the cookie."""
+    token = secrets.token_urlsafe(32)
+    now = now_ms() // 1000 * 1000  # whole seconds, so expiresAt and Max-Age agree
+    row = DashboardSession.create(
+        token_hash=token_hash(token),
+        created_at=now,
+        expires_at=expires_at or now + SESSION_MS,
+        password_verified=True,
+        totp_verified=totp_verified,
+    )
+    return token, row
+
+
+def end_session(row):
+    if row is not None:
+        DashboardSession.delete().where(DashboardSession.token_hash == row.token_hash).execute()
+
+
+def end_other_sessions(row):
+    query = DashboardSession.delete()
+    if row is not None:
+        query = query.where(DashboardSession.token_hash != row.token_hash)
+    query.execute()
+
+
+def set_cookie(response, token, expires_at):
+    max_age = max(0, math.ceil((expires_at - now_ms()) / 1000))
+    response.set_cookie(COOKIE, token, max_age=max_age, path="/", httponly=True,
+                        samesite="Lax", secure=request.is_secure)
+    return response
+
+
+def clear_cookie(response):
+    response.set_cookie(COOKIE, "", max_age=0, expires=0, path="/", httponly=True,
+                        samesite="Lax", secure=request.is_secure)
+    return response
+
+
+# -- passwords -----------------------------------------------------------------
+
+def hash_password(password):
+    return generate_password_hash(password, method=current_app.config["PASSWORD_HASH_METHOD"])
+
+
+def password_matches(password):
+    """Constant-time check against the stored slow salted hash."""
+    stored = dashboard_settings().password_hash
+    return bool(stored) and check_password_hash(stored, password)
+
+
+# -- the rate limit ------------------------------------------------------------
+
+def client_address():
+    return (request.remote_addr or "unknown")[:64]
+
+
+def check_rate_limit():
+    """Refuse every attempt from an address with too many recent failures."""
+    now = now_ms()
+    recent = [
+        f.at
+        for f in AuthFailure.select(AuthFailure.at)
+        .where((AuthFailure.client == client_address()) & (AuthFailure.at > now - FAILURE_WINDOW_MS))
+        .order_by(AuthFailure.at)
+    ]
+    if len(recent) >= FAILURE_LIMIT:
+        # Open again once fewer than the limit remain inside the window.
+        reopens = recent[len(recent) - FAILURE_LIMIT] + FAILURE_WINDOW_MS
+        retry = max(1, math.ceil((reopens - now) / 1000))
+        raise ApiError(429, "rate_limited", "Too many failed attempts; try again later",
+                       {"Retry-After": str(retry)})
+
+
+def record_failure():
+    now = now_ms()
+    with db.atomic():
+        AuthFailure.delete().where(AuthFailure.at <= now - FAILURE_WINDOW_MS).execute()
+        AuthFailure.create(client=client_address(), at=now)
+
+
+def fail(code, message, status):
+    """Count a failed attempt, then answer it."""
+    record_failure()
+    raise ApiError(status, code, message)
+
+
+# -- TOTP ----------------------------------------------------------------------
+
+def normalize_code(code):
+    return re.sub(r"[\s-]", "", code) if isinstance(code, str) else ""
+
+
+def matching_step(secret, code):
+    """The time step (within one step either side of now) whose code is ``code``, or None."""
+    code = normalize_code(code)
+    if not re.fullmatch(r"\d{6}", code):
+        return None
+    totp = pyotp.TOTP(secret)
+    now_step = now_ms() // 1000 // TOTP_STEP
+    found = None
+    for step in (now_step - 1, now_step, now_step + 1):
+        if hmac.compare_digest(totp.generate_otp(step), code):
+            found = step
+    return found
+
+
+def accept_code(code):
+    """Verify a code against the configured secret, refusing replays; record the step."""
+    with db.atomic():
+        config = DashboardSettings.get_by_id(1)  # re-read inside the write lock
+        step = matching_step(config.totp_secret, code)
+        if step is not None and step > config.totp_last_step:
+            DashboardSettings.update(totp_last_step=step).where(DashboardSettings.id == 1).execute()
+            return True
+    fail("invalid_totp_code", "The TOTP code is invalid or was already used", 400)
+
+
+def provisioning_uri(secret):
+    return pyotp.TOTP(secret).provisioning_uri(name="admin", issuer_name=TOTP_ISSUER)
+
+
+def start_totp_setup(row):
+    """Begin TOTP setup for the session ``row``; return (secret, setup token)."""
+    secret = pyotp.random_base32()
+    token = secrets.token_urlsafe(32)
+    now = now_ms()
+    with db.atomic():
+        TotpSetup.delete().where(TotpSetup.expires_at <= now).execute()
+        TotpSetup.create(token_hash=token_hash(token), session_hash=row.token_hash if row else "",
+                         secret=secret, expires_at=now + SETUP_MS)
+    return secret, token
+
+
+def pending_setup(token, row):
+    """The unexpired setup named by ``token`` that belongs to session ``row``, or None."""
+    if not isinstance(token, str) or not token or len(token) > 128:
+        return None
+    setup = TotpSetup.get_or_none(TotpSetup.token_hash == token_hash(token))
+    owner = row.token_hash if row else ""
+    if setup is None or setup.expires_at <= now_ms() or not constant_equal(setup.session_hash, owner):
+        return None
+    return setup
+
+
+def reset_dashboard_auth():
+    """Remove the password, TOTP and every session (the recovery command)."""
+    with db.atomic():
+        DashboardSettings.update(password_hash=None, totp_secret=None, totp_last_step=0).execute()
+        DashboardSession.delete().execute()
+        TotpSetup.delete().execute()
+    g.pop("lb_settings", None)
+
+
+def init_app(app):
+    login_manager.init_app(app)
+    login_manager.session_protection = None  # no Flask session cookie is involved
+
+    @app.cli.command("reset-auth")
+    def reset_auth_command():
+        """Remove the dashboard password, TOTP and all sessions."""
+        with db.connection_context():
+            reset_dashboard_auth()
+            AuthFailure.delete().execute()
+        click.echo("dashboard password, TOTP and sessions removed")

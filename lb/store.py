@@ -1,0 +1,217 @@
+"""The Peewee data layer: models, the database binding and the seed catalog.
+
+Times are stored as integer milliseconds since the epoch (UTC) and money as
+integer micro-dollars, so sums are exact and comparisons are cheap on both
+SQLite and PostgreSQL.
+"""
+import logging
+import os
+from decimal import ROUND_HALF_UP, Decimal
+
+import click
+from peewee import (
+    BigAutoField,
+    BigIntegerField,
+    BooleanField,
+    CharField,
+    DatabaseError,
+    DatabaseProxy,
+    DecimalField,
+    IntegerField,
+    Model,
+    SqliteDatabase,
+    TextField,
+)
+from playhouse.db_url import connect as connect_url
+
+from lb.api import ApiError
+
+log = logging.getLogger(__name__)
+
+db = DatabaseProxy()
+
+ACCOUNT_STATUSES = ("active", "paused", "rate_limited", "quota_exceeded", "deactivated")
+LOG_STATUSES = ("ok", "error", "rate_limit", "quota", "cancelled")
+FAILED_STATUSES = ("error", "rate_limit", "quota")
+
+# (id, name, USD per million tokens: input, cached input, output)
+SEED_CATALOG = (
+    ("gpt-5.3-codex", "GPT-5.3 Codex", "1.75", "0.175", "14"),
+    ("gpt-5.3-codex-spark", "GPT-5.3 Codex Spark", "1.75", "0.175", "14"),
+    ("gpt-5.2", "GPT-5.2", "1.75", "0.175", "14"),
+    ("gpt-5.1-codex", "GPT-5.1 Codex", "1.25", "0.125", "10"),
+    ("gpt-5.1-codex-mini", "GPT-5.1 Codex Mini", "0.25", "0.025", "2"),
+    ("gpt-5-codex", "GPT-5 Codex", "1.25", "0.125", "10"),
+    ("gpt-4o-mini", "GPT-4o Mini", "0.15", "0.075", "0.6"),
+    ("o3-pro", "o3 Pro", "20", "20", "80"),
+)
+
+
+class BaseModel(Model):
+    class Meta:
+        database = db
+        legacy_table_names = False
+
+
+class Account(BaseModel):
+    id = CharField(primary_key=True, max_length=40)
+    email = CharField(max_length=254)
+    email_key = CharField(max_length=254, unique=True)  # lower-cased, for uniqueness
+    plan_type = CharField(max_length=64, null=True)
+    status = CharField(max_length=16)
+    status_reason = TextField(null=True)
+    created_at = BigIntegerField()
+    updated_at = BigIntegerField()
+
+
+class RequestLog(BaseModel):
+    id = BigAutoField()
+    request_id = CharField(max_length=200, null=True, unique=True)
+    requested_at = BigIntegerField()
+    # No foreign key: a log keeps the id of an account that was deleted.
+    account_id = CharField(max_length=40, null=True)
+    model = CharField(max_length=128)
+    input_tokens = BigIntegerField(default=0)
+    output_tokens = BigIntegerField(default=0)
+    cached_input_tokens = BigIntegerField(default=0)
+    status = CharField(max_length=16)
+    error_code = CharField(max_length=200, null=True)
+    latency_ms = BigIntegerField(null=True)
+    cost = BigIntegerField(default=0)  # micro-USD
+
+    class Meta:
+        indexes = (
+            (("requested_at", "id"), False),
+            (("requested_at", "status"), False),
+            (("account_id", "requested_at", "id"), False),
+            (("model", "requested_at", "id"), False),
+        )
+
+
+class CatalogModel(BaseModel):
+    id = CharField(primary_key=True, max_length=128)
+    name = CharField(max_length=200)
+    position = IntegerField()
+    enabled = BooleanField(default=True)
+    # USD per million tokens.
+    input_price = DecimalField(max_digits=14, decimal_places=6)
+    cached_input_price = DecimalField(max_digits=14, decimal_places=6)
+    output_price = DecimalField(max_digits=14, decimal_places=6)
+
+
+class DashboardSettings(BaseModel):
+    """The single row (id 1) holding the dashboard's credentials."""
+
+    id = IntegerField(primary_key=True)
+    password_hash = CharField(max_length=512, null=True)
+    totp_secret = CharField(max_length=64, null=True)
+    totp_last_step = BigIntegerField(default=0)
+
+
+class DashboardSession(BaseModel):
+    token_hash = CharField(primary_key=True, max_length=64)
+    created_at = BigIntegerField()
+    expires_at = BigIntegerField()
+    password_verified = BooleanField(default=False)
+    totp_verified = BooleanField(default=False)
+
+
+class AuthFailure(BaseModel):
+    id = BigAutoField()
+    client = CharField(max_length=64)
+    at = BigIntegerField()
+
+    class Meta:
+        indexes = ((("client", "at"), False),)
+
+
+class TotpSetup(BaseModel):
+    token_hash = CharField(primary_key=True, max_length=64)
+    session_hash = CharField(max_length=64)
+    secret = CharField(max_length=64)
+    expires_at = BigIntegerField()
+
+
+MODELS = (Account, RequestLog, CatalogModel, DashboardSettings, DashboardSession, AuthFailure, TotpSetup)
+
+
+def open_database(config):
+    """Build the database named by the settings (SQLite in the data dir by default)."""
+    url = config.get("DATABASE_URL")
+    if not url or url.startswith("sqlite:"):
+        path = url.split(":///", 1)[1] if url else os.path.join(config["DATA_DIR"], "lb.db")
+        # WAL lets readers run beside the writer; the timeout makes writers
+        # wait for each other; IMMEDIATE takes the write lock at BEGIN, so a
+        # transaction that reads first cannot fail "busy" when it upgrades.
+        return SqliteDatabase(
+            path,
+            pragmas={"journal_mode": "wal", "synchronous": "full", "foreign_keys": 1, "cache_size": -32000},
+            timeout=10,
+            lock_type="IMMEDIATE",
+            autoconnect=False,
+        )
+    return connect_url(url, autoconnect=False)
+
+
+def create_schema():
+    """Create missing tables and seed the catalog once; safe to repeat."""
+    with db.atomic():
+        db.create_tables(MODELS, safe=True)
+        if not CatalogModel.select().exists():
+            CatalogModel.insert_many(
+                [
+                    {"id": mid, "name": name, "position": i, "input_price": Decimal(p_in),
+                     "cached_input_price": Decimal(p_cached), "output_price": Decimal(p_out)}
+                    for i, (mid, name, p_in, p_cached, p_out) in enumerate(SEED_CATALOG)
+                ]
+            ).execute()
+        DashboardSettings.insert(id=1).on_conflict_ignore().execute()
+
+
+def settings():
+    return DashboardSettings.get_by_id(1)
+
+
+def price_table():
+    """Map each catalog model id to its prices (input, cached input, output)."""
+    query = CatalogModel.select(
+        CatalogModel.id, CatalogModel.input_price, CatalogModel.cached_input_price, CatalogModel.output_price
+    )
+    return {m.id: (Decimal(m.input_price), Decimal(m.cached_input_price), Decimal(m.output_price)) for m in query}
+
+
+def cost_micros(prices, input_tokens, cached_tokens, output_tokens):
+    """The cost in micro-USD: tokens times USD-per-million is micro-USD."""
+    if prices is None:
+        return 0
+    p_in, p_cached, p_out = prices
+    total = (input_tokens - cached_tokens) * p_in + cached_tokens * p_cached + output_tokens * p_out
+    return int(total.quantize(Decimal(1), rounding=ROUND_HALF_UP))
+
+
+def init_app(app):
+    """Bind the proxy to this app's database and open a connection per request."""
+    db.initialize(open_database(app.config))
+
+    @app.before_request
+    def _connect():
+        try:
+            db.connect(reuse_if_open=True)
+        except DatabaseError:
+            log.exception("cannot connect to the database")
+            raise ApiError(503, "service_unavailable", "The database does not answer") from None
+
+    @app.teardown_request
+    def _close(exc):
+        if not db.is_closed():
+            db.close()
+
+    @app.cli.command("init-db")
+    def init_db_command():
+        """Create the schema and seed the model catalog."""
+        with db.connection_context():
+            create_schema()
+        click.echo("schema ready")
+
+    with db.connection_context():
+        create_schema()

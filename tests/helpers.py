@@ -1,0 +1,57 @@
+"""Helpers and constants shared by the tests."""
+from datetime import datetime, timezone
+
+import pyotp
+
+START = datetime(2026, 11, 25, 7, 0, 0, tzinfo=timezone.utc).timestamp()
+PASSWORD = "correct horse battery"
+BOOTSTRAP = "bootstrap-token-for-tests"
+INGEST = "ingest-token-for-tests"
+REMOTE = {"REMOTE_ADDR": "203.0.113.9"}
+
+
+class Clock:
+    """A settable clock in epoch seconds; tests move it instead of sleeping."""
+
+    def __init__(self, now=START):
+        self.now = now
+
+    def __call__(self):
+        return self.now
+
+    def advance(self, seconds):
+        self.now += seconds
+
+
+def post(client, path, payload=None, **kwargs):
+    """POST a JSON body (or none when ``payload`` is None)."""
+    if payload is None:
+        return client.post(path, **kwargs)
+    return client.post(path, json=payload, **kwargs)
+
+
+def setup_password(client, password=PASSWORD):
+    response = post(client, "/api/dashboard-auth/password/setup", {"password": password})
+    assert response.status_code == 200, response.get_json()
+    return response
+
+
+def login(client, password=PASSWORD):
+    return post(client, "/api/dashboard-auth/password/login", {"password": password})
+
+
+def enable_totp(client, clock):
+    """Set up TOTP through the API; return the secret."""
+    start = post(client, "/api/dashboard-auth/totp/setup/start").get_json()
+    code = pyotp.TOTP(start["secret"]).at(clock())
+    response = post(client, "/api/dashboard-auth/totp/setup/confirm",
+                    {"setupToken": start["setupToken"], "code": code})
+    assert response.status_code == 200, response.get_json()
+    return start["secret"]
+
+
+def error(response):
+    """(status, error code) of an error response, asserting the envelope shape."""
+    body = response.get_json()
+    assert set(body) == {"error"} and set(body["error"]) == {"code", "message"}, body
+    return response.status_code, body["error"]["code"]
