@@ -5,7 +5,7 @@ import os
 from flask import Flask
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from lb import api, auth, config, store, views
+from lb import api, auth, config, data_views, demo, store, views
 
 log = logging.getLogger(__name__)
 
@@ -30,6 +30,8 @@ def create_app(overrides=None):
     store.init_app(app)
     auth.init_app(app)
     views.init_app(app)
+    data_views.init_app(app)
+    demo.init_app(app)
     announce_bootstrap_token(app)
     return app
 

@@ -1,0 +1,100 @@
+"""Request-log ingest: validate a whole batch, then store it in one transaction."""
+from peewee import PostgresqlDatabase, chunked
+
+from lb.api import get_choice, get_int, get_str, invalid, parse_time
+from lb.store import LOG_STATUSES, Account, RequestLog, cost_micros, db, price_table
+
+MAX_BATCH = 1000
+MAX_TOKENS = 10**12
+FUTURE_MS = 5 * 60 * 1000  # how far ahead of the clock a log may be stamped
+INSERT_CHUNK = 500  # rows per INSERT, well under SQLite's bound-variable limit
+
+COLUMNS = (
+    RequestLog.request_id, RequestLog.requested_at, RequestLog.account_id, RequestLog.model,
+    RequestLog.input_tokens, RequestLog.output_tokens, RequestLog.cached_input_tokens,
+    RequestLog.status, RequestLog.error_code, RequestLog.latency_ms, RequestLog.cost,
+)
+
+
+def validate_item(item, index, now):
+    """Return a row tuple (cost still 0) for one item, or raise a 422 naming ``requests[i].field``."""
+    label = f"requests[{index}]"
+    if not isinstance(item, dict):
+        raise invalid(label, "must be an object")
+
+    def name(field):
+        return f"{label}.{field}"
+
+    request_id = get_str(item, "requestId", name("requestId"), required=False, min_len=1, max_len=200)
+    requested_at = now
+    if item.get("requestedAt") is not None:
+        requested_at = parse_time(item["requestedAt"], name("requestedAt"))
+        if requested_at > now + FUTURE_MS:
+            raise invalid(name("requestedAt"), "must not be more than 5 minutes in the future")
+        if requested_at < 0:
+            raise invalid(name("requestedAt"), "must not be before 1970")
+    account_id = get_str(item, "accountId", name("accountId"), required=False, max_len=40)
+    model = get_str(item, "model", name("model"), min_len=1, max_len=128)
+    tokens = [get_int(item, f, name(f), default=0, high=MAX_TOKENS)
+              for f in ("inputTokens", "outputTokens", "cachedInputTokens")]
+    if tokens[2] > tokens[0]:
+        raise invalid(name("cachedInputTokens"), "must not exceed inputTokens")
+    status = get_choice(item, "status", LOG_STATUSES, name("status"), default="ok")
+    error_code = get_str(item, "errorCode", name("errorCode"), required=False, max_len=200)
+    latency = get_int(item, "latencyMs", name("latencyMs"), high=10**9)
+    return [request_id, requested_at, account_id, model, *tokens, status, error_code, latency, 0]
+
+
+def validate_batch(data, now):
+    """Check the whole ``{"requests": [...]}`` body before anything is stored."""
+    items = data.get("requests")
+    if not isinstance(items, list):
+        raise invalid("requests", "must be a list")
+    if len(items) > MAX_BATCH:
+        raise invalid("requests", f"must hold at most {MAX_BATCH} items")
+    return [validate_item(item, i, now) for i, item in enumerate(items)]
+
+
+def _check_accounts(rows):
+    wanted = {row[2] for row in rows if row[2] is not None}
+    if not wanted:
+        return
+    known = {a.id for a in Account.select(Account.id).where(Account.id.in_(list(wanted)))}
+    for index, row in enumerate(rows):
+        if row[2] is not None and row[2] not in known:
+            raise invalid(f"requests[{index}].accountId", "names no account")
+
+
+def store_batch(rows):
+    """Store validated rows all-or-nothing; return (accepted, duplicates).
+
+    A ``requestId`` already stored, or seen earlier in the batch, is skipped.
+    """
+    prices = price_table()
+    with db.atomic():
+        if isinstance(db.obj, PostgresqlDatabase):
+            # SQLite's IMMEDIATE lock already serialises ingests; PostgreSQL needs one.
+            db.execute_sql("SELECT pg_advisory_xact_lock(2455)")
+        _check_accounts(rows)
+        ids = [row[0] for row in rows if row[0] is not None]
+        seen = set()
+        for part in chunked(ids, INSERT_CHUNK):
+            seen.update(r for (r,) in RequestLog.select(RequestLog.request_id)
+                        .where(RequestLog.request_id.in_(part)).tuples())
+        fresh = []
+        for row in rows:
+            if row[0] is not None:
+                if row[0] in seen:
+                    continue
+                seen.add(row[0])
+            row[10] = cost_micros(prices.get(row[3]), row[4], row[6], row[5])
+            fresh.append(row)
+        for part in chunked(fresh, INSERT_CHUNK):
+            RequestLog.insert_many(part, fields=COLUMNS).execute()
+    return len(fresh), len(rows) - len(fresh)
+
+
+def ingest(data, now):
+    """Validate and store a request body; raise ApiError on a bad batch."""
+    rows = validate_batch(data, now)
+    return store_batch(rows) if rows else (0, 0)

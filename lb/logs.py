@@ -1,0 +1,92 @@
+"""Browsing request logs: filters and keyset pagination, newest first."""
+import base64
+import hashlib
+import hmac
+
+from flask import current_app, request
+
+from lb.api import get_choice, invalid, iso, parse_time
+from lb.store import LOG_STATUSES, RequestLog
+
+DEFAULT_LIMIT = 50
+MAX_LIMIT = 500
+
+
+def as_json(log):
+    return {
+        "id": log.id,
+        "requestId": log.request_id,
+        "requestedAt": iso(log.requested_at),
+        "accountId": log.account_id,
+        "model": log.model,
+        "inputTokens": log.input_tokens,
+        "outputTokens": log.output_tokens,
+        "cachedInputTokens": log.cached_input_tokens,
+        "status": log.status,
+        "errorCode": log.error_code,
+        "latencyMs": log.latency_ms,
+        "cost": round(log.cost / 1_000_000, 6),
+    }
+
+
+def query_time(name):
+    """A timestamp from the query string; a '+' left unescaped arrives as a space."""
+    value = request.args.get(name)
+    return None if value is None else parse_time(value.replace(" ", "+"), name)
+
+
+def time_range(query, since, until):
+    if since is not None:
+        query = query.where(RequestLog.requested_at >= since)
+    if until is not None:
+        query = query.where(RequestLog.requested_at < until)
+    return query
+
+
+# -- the cursor: the last row's (requestedAt, id), signed so it cannot be forged --
+
+def _signature(payload):
+    key = current_app.config["SECRET_KEY"].encode("utf-8")
+    return hmac.new(key, payload, hashlib.sha256).hexdigest()[:32]
+
+
+def encode_cursor(requested_at, row_id):
+    payload = f"{requested_at}:{row_id}".encode("ascii")
+    return base64.urlsafe_b64encode(payload).decode("ascii").rstrip("=") + "." + _signature(payload)
+
+
+def decode_cursor(cursor):
+    try:
+        encoded, signature = cursor.split(".")
+        payload = base64.urlsafe_b64decode(encoded + "=" * (-len(encoded) % 4))
+        if not hmac.compare_digest(signature, _signature(payload)):
+            raise ValueError("bad signature")
+        requested_at, row_id = (int(part) for part in payload.decode("ascii").split(":"))
+        return requested_at, row_id
+    except (ValueError, UnicodeDecodeError):
+        raise invalid("cursor", "is not a cursor this service issued") from None
+
+
+def page(args):
+    """One page of logs for the query-string ``args``; returns (rows, next cursor)."""
+    limit = args.get("limit", str(DEFAULT_LIMIT))
+    if not (limit.isascii() and limit.isdigit()) or not 1 <= int(limit) <= MAX_LIMIT:
+        raise invalid("limit", f"must be an integer between 1 and {MAX_LIMIT}")
+    limit = int(limit)
+    query = time_range(RequestLog.select(), query_time("since"), query_time("until"))
+    if "accountId" in args:
+        query = query.where(RequestLog.account_id == args["accountId"])
+    if "model" in args:
+        query = query.where(RequestLog.model == args["model"])
+    if "status" in args:
+        query = query.where(RequestLog.status == get_choice(args, "status", LOG_STATUSES))
+    if "cursor" in args:
+        at, row_id = decode_cursor(args["cursor"])
+        # Keyset: strictly after the last row in (requestedAt, id) descending order.
+        query = query.where((RequestLog.requested_at <= at)
+                            & ((RequestLog.requested_at < at) | (RequestLog.id < row_id)))
+    rows = list(query.order_by(RequestLog.requested_at.desc(), RequestLog.id.desc()).limit(limit + 1))
+    more = len(rows) > limit
+    rows = rows[:limit]
+    cursor = encode_cursor(rows[-1].requested_at, rows[-1].id) if more else None
+    return [as_json(r) for r in rows], cursor
