@@ -5,7 +5,7 @@ import os
 from flask import Flask
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from lb import api, auth, config, data_views, demo, store, views
+from lb import api, auth, config, data_views, demo, store, summary, views
 
 log = logging.getLogger(__name__)
 
@@ -32,6 +32,7 @@ def create_app(overrides=None):
     views.init_app(app)
     data_views.init_app(app)
     demo.init_app(app)
+    summary.init_app(app)
     announce_bootstrap_token(app)
     return app
 

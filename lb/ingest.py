@@ -1,6 +1,7 @@
 """Request-log ingest: validate a whole batch, then store it in one transaction."""
 from peewee import PostgresqlDatabase, chunked
 
+from lb import summary
 from lb.api import get_choice, get_int, get_str, invalid, parse_time
 from lb.store import LOG_STATUSES, Account, RequestLog, cost_micros, db, price_table
 
@@ -91,6 +92,7 @@ def store_batch(rows):
             fresh.append(row)
         for part in chunked(fresh, INSERT_CHUNK):
             RequestLog.insert_many(part, fields=COLUMNS).execute()
+        summary.add_rows(fresh)  # same transaction: summaries never drift from the logs
     return len(fresh), len(rows) - len(fresh)
 
 

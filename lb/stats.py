@@ -1,13 +1,11 @@
 """Figures for the dashboard: the billing period, the overview and model list."""
 from datetime import datetime, timezone
 
-from peewee import Case, fn
+from peewee import fn
 
 from lb.api import iso
-from lb.store import FAILED_STATUSES, Account, CatalogModel, RequestLog
-
-DAY_MS = 24 * 3600 * 1000
-FUTURE_MS = 5 * 60 * 1000  # how far ahead of the clock a log may be stamped
+from lb.store import Account, CatalogModel
+from lb.summary import DAY_MS, range_sums
 
 
 def billing_period(now, cycle_day):
@@ -33,35 +31,6 @@ def account_counts():
     }
 
 
-def token_sums(since, until):
-    """Summed tokens and cost (micro-USD) of the logs in [since, until)."""
-    row = (
-        RequestLog.select(
-            fn.COALESCE(fn.SUM(RequestLog.input_tokens), 0),
-            fn.COALESCE(fn.SUM(RequestLog.output_tokens), 0),
-            fn.COALESCE(fn.SUM(RequestLog.cached_input_tokens), 0),
-            fn.COALESCE(fn.SUM(RequestLog.cost), 0),
-        )
-        .where((RequestLog.requested_at >= since) & (RequestLog.requested_at < until))
-        .tuples()
-        .get()
-    )
-    return tuple(int(v) for v in row)
-
-
-def recent_counts(after):
-    """(requests, failures, cancelled) among the logs stamped after ``after``."""
-    failed = fn.SUM(Case(None, [(RequestLog.status.in_(FAILED_STATUSES), 1)], 0))
-    cancelled = fn.SUM(Case(None, [(RequestLog.status == "cancelled", 1)], 0))
-    row = (
-        RequestLog.select(fn.COUNT(RequestLog.id), fn.COALESCE(failed, 0), fn.COALESCE(cancelled, 0))
-        .where(RequestLog.requested_at > after)
-        .tuples()
-        .get()
-    )
-    return tuple(int(v) for v in row)
-
-
 def money(micros, places):
     return round(micros / 1_000_000, places)
 
@@ -73,8 +42,9 @@ def error_rate(requests, failures, cancelled):
 
 def overview(now, cycle_day):
     start, end = billing_period(now, cycle_day)
-    input_tokens, output_tokens, cached, cost = token_sums(start, end)
-    requests, failures, cancelled = recent_counts(now - DAY_MS)
+    _, _, _, input_tokens, output_tokens, cached, cost = range_sums(start, end)[None]
+    # The last 24 hours, open-ended: logs stamped a little ahead of the clock count.
+    requests, failures, cancelled, *_ = range_sums(now - DAY_MS + 1)[None]
     return {
         "accountCounts": account_counts(),
         "usageSummary": {

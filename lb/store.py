@@ -14,6 +14,7 @@ from peewee import (
     BigIntegerField,
     BooleanField,
     CharField,
+    CompositeKey,
     DatabaseError,
     DatabaseProxy,
     DecimalField,
@@ -88,6 +89,30 @@ class RequestLog(BaseModel):
         )
 
 
+class HourlyUsage(BaseModel):
+    """Per-hour sums of the request logs, kept in step by every ingest."""
+
+    hour = BigIntegerField(primary_key=True)  # requested_at // 3,600,000
+    requests = BigIntegerField(default=0)
+    failures = BigIntegerField(default=0)
+    cancelled = BigIntegerField(default=0)
+    input_tokens = BigIntegerField(default=0)
+    output_tokens = BigIntegerField(default=0)
+    cached_input_tokens = BigIntegerField(default=0)
+    cost = BigIntegerField(default=0)
+
+
+class HourlyKeyUsage(HourlyUsage):
+    """The same sums per hour, account and model, for the usage breakdowns."""
+
+    hour = BigIntegerField()
+    account_id = CharField(max_length=40)  # "" for logs without an account
+    model = CharField(max_length=128)
+
+    class Meta:
+        primary_key = CompositeKey("hour", "account_id", "model")
+
+
 class CatalogModel(BaseModel):
     id = CharField(primary_key=True, max_length=128)
     name = CharField(max_length=200)
@@ -132,7 +157,7 @@ class TotpSetup(BaseModel):
     expires_at = BigIntegerField()
 
 
-MODELS = (Account, RequestLog, CatalogModel, DashboardSettings, DashboardSession, AuthFailure, TotpSetup)
+MODELS = (Account, RequestLog, HourlyUsage, HourlyKeyUsage, CatalogModel, DashboardSettings, DashboardSession, AuthFailure, TotpSetup)
 
 
 def open_database(config):

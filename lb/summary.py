@@ -1,0 +1,156 @@
+"""Hourly summaries of the request logs: kept by every ingest, read by the overview and usage.
+
+A time range is answered from the summary rows of the whole hours inside it,
+plus the raw logs of the (at most two) partial hours at its edges, so the
+figures are exact while the rows read grow with hours, not with requests.
+"""
+from collections import defaultdict
+
+import click
+from peewee import EXCLUDED, SQL, Case, chunked, fn
+
+from lb.store import FAILED_STATUSES, HourlyKeyUsage, HourlyUsage, RequestLog, db
+
+HOUR_MS = 3600 * 1000
+HOURS_PER_DAY = 24
+DAY_MS = HOUR_MS * HOURS_PER_DAY
+SUMS = ("requests", "failures", "cancelled", "input_tokens", "output_tokens", "cached_input_tokens", "cost")
+NO_ACCOUNT = ""  # the key of logs without an account (a NULL would defeat the upsert)
+
+
+def _zero():
+    return [0] * len(SUMS)
+
+
+# -- keeping the summaries ------------------------------------------------------
+
+def add_rows(rows):
+    """Add freshly stored rows (``ingest.COLUMNS`` order) to both summaries."""
+    by_hour, by_key = defaultdict(_zero), defaultdict(_zero)
+    for _, at, account, model, tin, tout, tcached, status, _, _, cost in rows:
+        hour = at // HOUR_MS
+        values = (1, status in FAILED_STATUSES, status == "cancelled", tin, tout, tcached, cost)
+        for target in (by_hour[hour], by_key[(hour, account or NO_ACCOUNT, model)]):
+            for i, value in enumerate(values):
+                target[i] += value
+    _upsert(HourlyUsage, ("hour",), by_hour)
+    _upsert(HourlyKeyUsage, ("hour", "account_id", "model"), by_key)
+
+
+def _upsert(model, keys, groups):
+    """Insert each group's sums, or add them to the row already there."""
+    if not groups:
+        return
+    fields = [getattr(model, name) for name in keys + SUMS]
+    update = {getattr(model, name): getattr(model, name) + getattr(EXCLUDED, name) for name in SUMS}
+    rows = [(*(key if isinstance(key, tuple) else (key,)), *values) for key, values in groups.items()]
+    for part in chunked(rows, 100):
+        model.insert_many(part, fields=fields).on_conflict(
+            conflict_target=[getattr(model, name) for name in keys], update=update).execute()
+
+
+def _raw_sums(*keys):
+    failed = Case(None, [(RequestLog.status.in_(FAILED_STATUSES), 1)], 0)
+    cancelled = Case(None, [(RequestLog.status == "cancelled", 1)], 0)
+    return RequestLog.select(
+        *keys,
+        fn.COUNT(RequestLog.id),
+        fn.COALESCE(fn.SUM(failed), 0),
+        fn.COALESCE(fn.SUM(cancelled), 0),
+        fn.COALESCE(fn.SUM(RequestLog.input_tokens), 0),
+        fn.COALESCE(fn.SUM(RequestLog.output_tokens), 0),
+        fn.COALESCE(fn.SUM(RequestLog.cached_input_tokens), 0),
+        fn.COALESCE(fn.SUM(RequestLog.cost), 0),
+    )
+
+
+def rebuild():
+    """Recompute both summaries from the raw logs."""
+    hour = RequestLog.requested_at / HOUR_MS
+    with db.atomic():
+        HourlyUsage.delete().execute()
+        HourlyKeyUsage.delete().execute()
+        HourlyUsage.insert_from(_raw_sums(hour).group_by(SQL("1")),
+                                fields=[getattr(HourlyUsage, n) for n in ("hour",) + SUMS]).execute()
+        account = fn.COALESCE(RequestLog.account_id, NO_ACCOUNT)
+        HourlyKeyUsage.insert_from(
+            _raw_sums(hour, account, RequestLog.model).group_by(SQL("1"), SQL("2"), SQL("3")),
+            fields=[getattr(HourlyKeyUsage, n) for n in ("hour", "account_id", "model") + SUMS]).execute()
+
+
+# -- reading a range ----------------------------------------------------------------
+
+def _summary_query(by):
+    table = HourlyUsage if by in (None, "day") else HourlyKeyUsage
+    key = {
+        None: [],
+        "day": [table.hour / HOURS_PER_DAY],
+        "model": [HourlyKeyUsage.model],
+        "account": [HourlyKeyUsage.account_id],
+    }[by]
+    return table, table.select(*key, *[fn.SUM(getattr(table, name)) for name in SUMS])
+
+
+def _raw_query(by):
+    key = {
+        None: [],
+        "day": [RequestLog.requested_at / DAY_MS],
+        "model": [RequestLog.model],
+        "account": [RequestLog.account_id],
+    }[by]
+    return _raw_sums(*key)
+
+
+def range_sums(since, until=None, by=None):
+    """Sums over logs with ``since <= requestedAt < until`` (no upper bound if None), by key.
+
+    Returns {key: [requests, failures, cancelled, input, output, cached, cost]};
+    without ``by`` the one key is None. Logs without an account have key None.
+    """
+    first_hour = -(-since // HOUR_MS)  # the first whole hour starts at or after since
+    end_hour = None if until is None else until // HOUR_MS
+    raw_ranges = []
+    if end_hour is not None and end_hour <= first_hour:
+        raw_ranges.append((since, until))  # no whole hour inside: all raw
+        end_hour = first_hour
+    else:
+        raw_ranges.append((since, first_hour * HOUR_MS))
+        if until is not None:
+            raw_ranges.append((end_hour * HOUR_MS, until))
+
+    results = defaultdict(_zero)
+
+    def merge(query, keyed):
+        for row in query.tuples():
+            key, values = (row[0], row[1:]) if keyed else (None, row)
+            if by == "account" and key == NO_ACCOUNT:
+                key = None
+            if not values[0]:  # no rows: an aggregate of nothing
+                continue
+            target = results[key]
+            for i, value in enumerate(values):
+                target[i] += int(value)
+
+    keyed = by is not None
+    if end_hour is None or end_hour > first_hour:
+        table, query = _summary_query(by)
+        query = query.where(table.hour >= first_hour)
+        if end_hour is not None:
+            query = query.where(table.hour < end_hour)
+        merge(query.group_by(SQL("1")) if keyed else query, keyed)
+    for low, high in raw_ranges:
+        if high > low:
+            query = _raw_query(by).where((RequestLog.requested_at >= low) & (RequestLog.requested_at < high))
+            merge(query.group_by(SQL("1")) if keyed else query, keyed)
+    if not keyed:
+        results[None]  # a range with no logs still has its (zero) totals
+    return dict(results)
+
+
+def init_app(app):
+    @app.cli.command("rebuild-summaries")
+    def rebuild_command():
+        """Recompute the hourly usage summaries from the raw request logs."""
+        with db.connection_context():
+            rebuild()
+        click.echo("summaries rebuilt")
