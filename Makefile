@@ -27,5 +27,8 @@ demo: $(VENV)/.installed
 reset-auth: $(VENV)/.installed
 	$(BIN)/flask --app lb reset-auth
 
+bench: $(VENV)/.installed
+	$(BIN)/python bench/bench.py $(BENCH_ARGS)
+
 clean:
 	rm -rf $(VENV) *.egg-info

@@ -1,11 +1,10 @@
 """Figures for the dashboard: the billing period, the overview and model list."""
 from datetime import datetime, timezone
-
-from peewee import fn
+from decimal import ROUND_HALF_UP, Decimal
 
 from lb.api import iso
-from lb.store import Account, CatalogModel
-from lb.summary import DAY_MS, range_sums
+from lb.store import db, portable
+from lb.summary import DAY_MS, HOUR_MS
 
 
 def billing_period(now, cycle_day):
@@ -19,34 +18,68 @@ def billing_period(now, cycle_day):
     return int(start.timestamp() * 1000), int(end.timestamp() * 1000)
 
 
-def account_counts():
-    counts = dict(Account.select(Account.status, fn.COUNT(Account.id)).group_by(Account.status).tuples())
-    return {
-        "total": sum(counts.values()),
-        "active": counts.get("active", 0),
-        "paused": counts.get("paused", 0),
-        "rateLimited": counts.get("rate_limited", 0),
-        "quotaExceeded": counts.get("quota_exceeded", 0),
-        "deactivated": counts.get("deactivated", 0),
-    }
+def rounded(numerator, denominator, places):
+    """``numerator / denominator`` rounded half up to ``places`` decimals.
+
+    Decimal, not float ``round``: 150 micro-USD is 0.00015 exactly, which is 0.0002, not 0.0001.
+    """
+    exact = Decimal(numerator) / Decimal(denominator)
+    return float(exact.quantize(Decimal(1).scaleb(-places), rounding=ROUND_HALF_UP))
 
 
 def money(micros, places):
-    return round(micros / 1_000_000, places)
+    return rounded(micros, 1_000_000, places)
 
 
 def error_rate(requests, failures, cancelled):
     counted = requests - cancelled
-    return round(failures * 100 / counted, 2) if counted else 0
+    return rounded(failures * 100, counted, 2) if counted else 0
+
+
+ACCOUNT_KEYS = ("active", "paused", "rateLimited", "quotaExceeded", "deactivated")
+
+# The whole overview in one statement: account counts; the billing period from
+# the hourly summary (its edges are whole hours); the last 24 hours from the
+# summary's whole hours plus the raw logs of the partial hour at its start.
+# Open-ended, so logs stamped a little ahead of the clock count too.
+OVERVIEW_SQL = """
+SELECT
+  (SELECT COUNT(*) FROM account WHERE status = 'active'),
+  (SELECT COUNT(*) FROM account WHERE status = 'paused'),
+  (SELECT COUNT(*) FROM account WHERE status = 'rate_limited'),
+  (SELECT COUNT(*) FROM account WHERE status = 'quota_exceeded'),
+  (SELECT COUNT(*) FROM account WHERE status = 'deactivated'),
+  p.input_tokens, p.output_tokens, p.cached, p.cost,
+  w.requests + r.requests, w.failures + r.failures, w.cancelled + r.cancelled
+FROM
+  (SELECT COALESCE(SUM(input_tokens), 0) AS input_tokens, COALESCE(SUM(output_tokens), 0) AS output_tokens,
+          COALESCE(SUM(cached_input_tokens), 0) AS cached, COALESCE(SUM(cost), 0) AS cost
+     FROM hourly_usage WHERE hour >= ? AND hour < ?) AS p,
+  (SELECT COALESCE(SUM(requests), 0) AS requests, COALESCE(SUM(failures), 0) AS failures,
+          COALESCE(SUM(cancelled), 0) AS cancelled
+     FROM hourly_usage WHERE hour >= ?) AS w,
+  (SELECT COUNT(*) AS requests,
+          COALESCE(SUM(CASE WHEN status IN ('error', 'rate_limit', 'quota') THEN 1 ELSE 0 END), 0) AS failures,
+          COALESCE(SUM(CASE WHEN status = 'cancelled' THEN 1 ELSE 0 END), 0) AS cancelled
+     FROM request_log WHERE requested_at >= ? AND requested_at < ?) AS r
+"""
+
+
+def overview_figures(now, cycle_day):
+    """The raw figures of the overview: one row of integers (cost in micro-USD)."""
+    start, end = billing_period(now, cycle_day)
+    after = now - DAY_MS + 1  # requestedAt > now - 24 h
+    first_hour = -(-after // HOUR_MS)
+    params = (start // HOUR_MS, end // HOUR_MS, first_hour, after, first_hour * HOUR_MS)
+    row = db.execute_sql(portable(OVERVIEW_SQL), params).fetchone()
+    return start, end, [int(v) for v in row]
 
 
 def overview(now, cycle_day):
-    start, end = billing_period(now, cycle_day)
-    _, _, _, input_tokens, output_tokens, cached, cost = range_sums(start, end)[None]
-    # The last 24 hours, open-ended: logs stamped a little ahead of the clock count.
-    requests, failures, cancelled, *_ = range_sums(now - DAY_MS + 1)[None]
+    start, end, figures = overview_figures(now, cycle_day)
+    *counts, input_tokens, output_tokens, cached, cost, requests, failures, cancelled = figures
     return {
-        "accountCounts": account_counts(),
+        "accountCounts": {"total": sum(counts), **dict(zip(ACCOUNT_KEYS, counts))},
         "usageSummary": {
             "totalTokens": input_tokens + output_tokens,
             "totalCost": money(cost, 4),
@@ -61,10 +94,8 @@ def overview(now, cycle_day):
     }
 
 
+MODELS_SQL = "SELECT id, name FROM catalog_model WHERE enabled = ? ORDER BY position, id"
+
+
 def enabled_models():
-    query = (
-        CatalogModel.select(CatalogModel.id, CatalogModel.name)
-        .where(CatalogModel.enabled == True)  # noqa: E712 (a SQL expression)
-        .order_by(CatalogModel.position, CatalogModel.id)
-    )
-    return [{"id": m.id, "name": m.name} for m in query]
+    return [{"id": mid, "name": name} for mid, name in db.execute_sql(portable(MODELS_SQL), (True,))]

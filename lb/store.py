@@ -4,6 +4,7 @@ Times are stored as integer milliseconds since the epoch (UTC) and money as
 integer micro-dollars, so sums are exact and comparisons are cheap on both
 SQLite and PostgreSQL.
 """
+import functools
 import logging
 import os
 from decimal import ROUND_HALF_UP, Decimal
@@ -20,10 +21,10 @@ from peewee import (
     DecimalField,
     IntegerField,
     Model,
-    SqliteDatabase,
     TextField,
 )
 from playhouse.db_url import connect as connect_url
+from playhouse.pool import PooledSqliteDatabase
 
 from lb.api import ApiError
 
@@ -168,14 +169,29 @@ def open_database(config):
         # WAL lets readers run beside the writer; the timeout makes writers
         # wait for each other; IMMEDIATE takes the write lock at BEGIN, so a
         # transaction that reads first cannot fail "busy" when it upgrades.
-        return SqliteDatabase(
+        # Pooled: a request's connect/close borrows and returns a connection,
+        # so the pragmas run once per connection, not once per request.
+        return PooledSqliteDatabase(
             path,
-            pragmas={"journal_mode": "wal", "synchronous": "full", "foreign_keys": 1, "cache_size": -32000},
-            timeout=10,
+            max_connections=None,  # as many as there are request threads
+            stale_timeout=600,
+            pragmas={"journal_mode": "wal", "synchronous": "full", "foreign_keys": 1, "busy_timeout": 10000},
             lock_type="IMMEDIATE",
             autoconnect=False,
         )
-    return connect_url(url, autoconnect=False)
+    if url.startswith(("postgres://", "postgresql://")):
+        url = url.replace("://", "+pool://", 1)  # pooled, like SQLite above
+    return connect_url(url, autoconnect=False, max_connections=None, stale_timeout=600)
+
+
+@functools.lru_cache(maxsize=64)
+def _with_placeholder(sql, param):
+    return sql.replace("?", param)
+
+
+def portable(sql):
+    """Hand-written SQL (``?`` placeholders) in the bound database's placeholder style."""
+    return _with_placeholder(sql, db.obj.param)
 
 
 def create_schema():
@@ -194,7 +210,8 @@ def create_schema():
 
 
 def settings():
-    return DashboardSettings.get_by_id(1)
+    # Hand-written: read on every dashboard request, so peewee's query building is skipped.
+    return list(DashboardSettings.raw("SELECT * FROM dashboard_settings WHERE id = 1"))[0]
 
 
 def price_table():

@@ -1,0 +1,303 @@
+"""Benchmark: the overview, models and ingest through the real server under waitress.
+
+For each database size it builds (or reuses) a SQLite database through the
+ingest store code, starts ``python app.py --waitress`` on a free loopback
+port and measures it from this process over keep-alive HTTP. It prints one
+table and writes the same figures as JSON.
+
+    python bench/bench.py                      # 10k, 100k, 1M logs
+    python bench/bench.py --ten-million        # and 10M (slow to build)
+    python bench/bench.py --sizes 2000 --smoke # a few seconds, for CI
+"""
+import argparse
+import http.client
+import json
+import multiprocessing
+import os
+import random
+import socket
+import sqlite3
+import statistics
+import subprocess
+import sys
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+
+PASSWORD = "benchmark password"
+INGEST_TOKEN = "bench-ingest-token"
+DAY_MS = 24 * 3600 * 1000
+HOUR_MS = 3600 * 1000
+MODELS = ("gpt-5.3-codex", "gpt-5.2", "gpt-5.1-codex", "gpt-5.1-codex-mini", "gpt-4o-mini", "o3-pro")
+STATUSES = ("ok",) * 95 + ("error", "rate_limit", "quota", "cancelled", "cancelled")
+TARGETS = {  # from the issue; printed beside the figures, never asserted
+    "overview_p50_ms": 5.0, "overview_p95_ms": 15.0, "overview_p50_ms_10m": 10.0, "models_p50_ms": 2.0,
+    "overview_rps": 500, "ingest_rows_per_s": 20000, "rss_mb": 100, "ratio": 3.0,
+}
+
+
+# -- building a database ------------------------------------------------------
+
+def build(data_dir, size, seed=1):
+    """Fill ``data_dir`` with ``size`` logs over 35 days through ``ingest.store_batch``."""
+    from lb import accounts, create_app, ingest
+    from lb.store import RequestLog, db
+
+    app = create_app({"DATA_DIR": data_dir})
+    with app.app_context(), db.connection_context():
+        have = RequestLog.select().count()
+        if have >= size:
+            return have
+        rng = random.Random(seed)
+        ids = [a["id"] for a in accounts.all_accounts()] or [
+            accounts.create({"email": f"bench{i}@example.com", "status": "active"}).id for i in range(12)]
+        now = int(time.time() * 1000)
+        chunk = 20000
+        started = time.perf_counter()
+        for done in range(have, size, chunk):
+            rows = []
+            for _ in range(min(chunk, size - done)):
+                tin = rng.randrange(200, 20000)
+                rows.append([None, now - rng.randrange(35 * DAY_MS), rng.choice(ids), rng.choice(MODELS),
+                             tin, rng.randrange(50, 4000), rng.randrange(tin), rng.choice(STATUSES),
+                             None, rng.randrange(200, 9000), 0])
+            ingest.store_batch(rows)
+            if (done // chunk) % 25 == 0:
+                print(f"  built {done + len(rows):,} logs ({time.perf_counter() - started:.0f}s)", file=sys.stderr)
+        return RequestLog.select().count()
+
+
+# -- the server ---------------------------------------------------------------
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start_server(data_dir, port):
+    env = dict(os.environ, LB_DATA_DIR=data_dir, LB_PORT=str(port), LB_INGEST_TOKEN=INGEST_TOKEN)
+    proc = subprocess.Popen([sys.executable, os.path.join(ROOT, "app.py"), "--waitress"], env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 30
+    while time.time() < deadline:
+        try:
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
+            conn.request("GET", "/healthz")
+            if conn.getresponse().status == 200:
+                return proc
+        except OSError:
+            time.sleep(0.1)
+    proc.kill()
+    raise RuntimeError("the server did not start")
+
+
+def rss_mb(pid):
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+class Client:
+    """One keep-alive HTTP connection carrying the session cookie."""
+
+    def __init__(self, port, cookie=None):
+        self.conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+        self.cookie = cookie
+
+    def call(self, method, path, payload=None, headers=None):
+        headers = dict(headers or {})
+        if self.cookie:
+            headers["Cookie"] = f"dashboard_session={self.cookie}"
+        body = None
+        if payload is not None:
+            body = json.dumps(payload)
+            headers["Content-Type"] = "application/json"
+        self.conn.request(method, path, body=body, headers=headers)
+        response = self.conn.getresponse()
+        data = response.read()
+        return response, data
+
+
+def session_cookie(port):
+    client = Client(port)
+    response, _ = client.call("POST", "/api/dashboard-auth/password/setup", {"password": PASSWORD})
+    if response.status == 409:
+        response, _ = client.call("POST", "/api/dashboard-auth/password/login", {"password": PASSWORD})
+    assert response.status == 200, response.status
+    cookie = response.getheader("Set-Cookie").split(";")[0]
+    return cookie.split("=", 1)[1]
+
+
+def latencies(client, path, count):
+    times = []
+    for _ in range(count):
+        started = time.perf_counter()
+        response, _ = client.call("GET", path)
+        times.append((time.perf_counter() - started) * 1000)
+        assert response.status == 200, response.status
+    return times
+
+
+def _hammer(args):
+    port, cookie, seconds = args
+    client = Client(port, cookie)
+    done = errors = 0
+    deadline = time.perf_counter() + seconds
+    while time.perf_counter() < deadline:
+        try:
+            response, _ = client.call("GET", "/api/dashboard/overview")
+            done += 1
+            errors += response.status != 200
+        except (OSError, http.client.HTTPException):
+            errors += 1
+            client = Client(port, cookie)
+    return done, errors
+
+
+def throughput(port, cookie, clients, seconds):
+    with multiprocessing.Pool(clients) as pool:
+        started = time.perf_counter()
+        results = pool.map(_hammer, [(port, cookie, seconds)] * clients)
+        elapsed = time.perf_counter() - started
+    done = sum(r[0] for r in results)
+    return done / elapsed, sum(r[1] for r in results)
+
+
+def ingest_rate(client, batches, seed=2):
+    rng = random.Random(seed)
+    now = int(time.time() * 1000)
+    payloads = []
+    for _ in range(batches):
+        payloads.append({"requests": [
+            {"requestedAt": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime((now - rng.randrange(DAY_MS)) / 1000)),
+             "model": rng.choice(MODELS), "inputTokens": 1000, "cachedInputTokens": 100, "outputTokens": 200,
+             "status": rng.choice(STATUSES), "latencyMs": 900}
+            for _ in range(1000)]})
+    headers = {"Authorization": f"Bearer {INGEST_TOKEN}"}
+    started = time.perf_counter()
+    for payload in payloads:
+        response, data = client.call("POST", "/api/request-logs", payload, headers)
+        assert response.status == 201, data
+    return batches * 1000 / (time.perf_counter() - started)
+
+
+# -- the floor: the same figures by plain SQL in this process ---------------------
+
+FLOOR_SQL = """
+SELECT
+  (SELECT COUNT(*) FROM account),
+  (SELECT COUNT(*) FROM account WHERE status = 'active'),
+  (SELECT COUNT(*) FROM account WHERE status = 'paused'),
+  (SELECT COUNT(*) FROM account WHERE status = 'rate_limited'),
+  (SELECT COUNT(*) FROM account WHERE status = 'quota_exceeded'),
+  (SELECT COUNT(*) FROM account WHERE status = 'deactivated'),
+  s.i, s.o, s.c, s.cost, w.n + r.n, w.f + r.f, w.x + r.x
+FROM
+  (SELECT SUM(input_tokens) i, SUM(output_tokens) o, SUM(cached_input_tokens) c, SUM(cost) cost
+     FROM hourly_usage WHERE hour >= :ps AND hour < :pe) s,
+  (SELECT COALESCE(SUM(requests), 0) n, COALESCE(SUM(failures), 0) f, COALESCE(SUM(cancelled), 0) x
+     FROM hourly_usage WHERE hour >= :wh) w,
+  (SELECT COUNT(*) n, COALESCE(SUM(status IN ('error', 'rate_limit', 'quota')), 0) f,
+          COALESCE(SUM(status = 'cancelled'), 0) x
+     FROM request_log WHERE requested_at >= :wa AND requested_at < :wh * 3600000) r
+"""
+
+
+def floor_ms(db_path, runs=30):
+    from lb.stats import billing_period
+
+    conn = sqlite3.connect(db_path)
+    times = []
+    for _ in range(runs):
+        started = time.perf_counter()
+        now = int(time.time() * 1000)
+        start, end = billing_period(now, 1)
+        after = now - DAY_MS + 1
+        params = {"ps": start // HOUR_MS, "pe": end // HOUR_MS, "wa": after, "wh": -(-after // HOUR_MS)}
+        conn.execute(FLOOR_SQL, params).fetchone()
+        times.append((time.perf_counter() - started) * 1000)
+    conn.close()
+    return statistics.median(times)
+
+
+# -- one size -----------------------------------------------------------------
+
+def percentile(values, q):
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(round(q / 100 * (len(ordered) - 1))))]
+
+
+def measure(data_dir, size, opts):
+    print(f"size {size:,}: building", file=sys.stderr)
+    started = time.perf_counter()
+    logs = build(data_dir, size)
+    built = time.perf_counter() - started
+    port = free_port()
+    server = start_server(data_dir, port)
+    try:
+        cookie = session_cookie(port)
+        client = Client(port, cookie)
+        latencies(client, "/api/dashboard/overview", opts.warmup)
+        overview = latencies(client, "/api/dashboard/overview", opts.requests)
+        models = latencies(client, "/api/models", opts.requests)
+        rps, errors = throughput(port, cookie, opts.clients, opts.duration)
+        ingest = ingest_rate(client, opts.batches)
+        rss = rss_mb(server.pid)
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+    floor = floor_ms(os.path.join(data_dir, "lb.db"))
+    p50 = statistics.median(overview)
+    return {
+        "logs": logs, "build_s": round(built, 1),
+        "overview_p50_ms": round(p50, 2), "overview_p95_ms": round(percentile(overview, 95), 2),
+        "models_p50_ms": round(statistics.median(models), 2),
+        "overview_rps": round(rps), "overview_errors": errors,
+        "ingest_rows_per_s": round(ingest), "rss_mb": round(rss, 1),
+        "floor_p50_ms": round(floor, 3), "ratio": round(p50 / floor, 1) if floor else None,
+    }
+
+
+COLUMNS = (("logs", "logs", "{:,}"), ("overview p50 ms", "overview_p50_ms", "{}"),
+           ("p95 ms", "overview_p95_ms", "{}"), ("models p50 ms", "models_p50_ms", "{}"),
+           ("req/s (8 clients)", "overview_rps", "{:,}"), ("errors", "overview_errors", "{}"),
+           ("ingest rows/s", "ingest_rows_per_s", "{:,}"), ("RSS MB", "rss_mb", "{}"),
+           ("floor ms", "floor_p50_ms", "{}"), ("p50/floor", "ratio", "{}"))
+
+
+def table(results):
+    head = [c[0] for c in COLUMNS]
+    rows = [[fmt.format(r[key]) for _, key, fmt in COLUMNS] for r in results]
+    widths = [max(len(x) for x in col) for col in zip(head, *rows)]
+    lines = [" | ".join(h.rjust(w) for h, w in zip(head, widths)), "-+-".join("-" * w for w in widths)]
+    lines += [" | ".join(v.rjust(w) for v, w in zip(row, widths)) for row in rows]
+    return "\n".join(lines)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--sizes", default="10000,100000,1000000", help="comma-separated log counts")
+    parser.add_argument("--ten-million", action="store_true", help="add a 10,000,000-log database")
+    parser.add_argument("--smoke", action="store_true", help="tiny run: few requests, 1 s of load")
+    parser.add_argument("--data", default=os.path.join(ROOT, "bench-data"), help="where databases are kept")
+    parser.add_argument("--out", default=os.path.join(ROOT, "bench-results", "bench.json"))
+    opts = parser.parse_args(argv)
+    sizes = [int(s) for s in opts.sizes.split(",")] + ([10_000_000] if opts.ten_million else [])
+    opts.warmup, opts.requests, opts.clients, opts.duration, opts.batches = (
+        (5, 20, 2, 1, 2) if opts.smoke else (50, 200, 8, 10, 20))
+    results = [measure(os.path.join(opts.data, f"logs-{size}"), size, opts) for size in sizes]
+    print(table(results))
+    print("targets: " + ", ".join(f"{k} {v}" for k, v in TARGETS.items()))
+    os.makedirs(os.path.dirname(os.path.abspath(opts.out)), exist_ok=True)
+    with open(opts.out, "w") as f:
+        json.dump({"results": results, "targets": TARGETS, "machine": {"cpus": os.cpu_count()}}, f, indent=2)
+    print(f"figures written to {opts.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
