@@ -63,6 +63,11 @@ def get_str(obj, name, label=None, *, required=True, default=None, min_len=0, ma
         return default
     if not isinstance(value, str):
         raise invalid(label, "must be a string")
+    if not value.isascii():
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:  # a lone \ud800 escape: valid JSON, but no character
+            raise invalid(label, "must be valid Unicode text") from None
     if len(value) < min_len:
         raise invalid(label, f"must be at least {min_len} characters")
     if max_len is not None and len(value) > max_len:
@@ -147,7 +152,11 @@ def _read_body():
         return
     if request.mimetype != "application/json":
         raise ApiError(415, "unsupported_media_type", "Request body must be application/json")
-    data = request.get_data(cache=True)  # werkzeug enforces the limit on chunked bodies
+    # werkzeug quietly stops a chunked body at the limit; read one byte more to tell.
+    request.max_content_length = limit + 1
+    data = request.get_data(cache=True)
+    if len(data) > limit:
+        raise ApiError(413, "payload_too_large", f"Request body is larger than {limit} bytes")
     if not wants_body and not data:
         return
     try:

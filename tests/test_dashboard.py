@@ -1,0 +1,308 @@
+"""Section 3: the dashboard overview and the model list."""
+from datetime import datetime, timezone
+
+import pytest
+
+from helpers import REMOTE, enable_totp, error, login, post, setup_password
+from lb import store
+
+OVERVIEW = "/api/dashboard/overview"
+MODELS = "/api/models"
+PROTECTED = [OVERVIEW, MODELS]
+SEED_MODELS = [{"id": m[0], "name": m[1]} for m in store.SEED_CATALOG]
+
+
+def at(text):
+    """Epoch seconds of an ISO-8601 UTC timestamp, for the clock."""
+    return datetime.fromisoformat(text).replace(tzinfo=timezone.utc).timestamp()
+
+
+def dashboard(make_app, clock, when=None, **settings):
+    """A client with a fully verified session, logged in at ``when`` (default: the clock's start)."""
+    if when is not None:
+        clock.now = at(when)
+    client = make_app(**settings).test_client()
+    setup_password(client)
+    return client
+
+
+def add_account(client, email, status="active"):
+    response = post(client, "/api/accounts", {"email": email, "status": status})
+    assert response.status_code == 201, response.get_json()
+    assert response.get_json()["status"] == status
+    return response.get_json()["id"]
+
+
+def ingest(client, *items):
+    response = post(client, "/api/request-logs", {"requests": list(items)})
+    assert response.status_code == 201, response.get_json()
+    assert response.get_json() == {"accepted": len(items), "duplicates": 0}
+
+
+def overview(client):
+    response = client.get(OVERVIEW)
+    assert response.status_code == 200, response.get_json()
+    return response.get_json()
+
+
+def set_catalog(app, model_id, **fields):
+    with app.app_context(), store.db.connection_context():
+        store.CatalogModel.update(**fields).where(store.CatalogModel.id == model_id).execute()
+
+
+# -- the guard ---------------------------------------------------------------------------------
+
+def no_cookie(app, authed, clock):
+    return app.test_client()
+
+
+def unknown_cookie(app, authed, clock):
+    client = app.test_client()
+    client.set_cookie("dashboard_session", "x" * 43)
+    return client
+
+
+def expired_session(app, authed, clock):
+    clock.advance(12 * 3600)
+    return authed
+
+
+def logged_out_copy(app, authed, clock):
+    copy = app.test_client()
+    copy.set_cookie("dashboard_session", authed.get_cookie("dashboard_session").value)
+    assert post(authed, "/api/dashboard-auth/logout").status_code == 200
+    return copy
+
+
+@pytest.mark.parametrize("make_client", [no_cookie, unknown_cookie, expired_session, logged_out_copy])
+@pytest.mark.parametrize("path", PROTECTED)
+def test_a_missing_or_dead_session_is_authentication_required(app, authed, clock, make_client, path):
+    response = make_client(app, authed, clock).get(path)
+    assert response.status_code == 401
+    assert response.get_json() == {"error": {"code": "authentication_required",
+                                             "message": "Authentication is required"}}
+
+
+@pytest.mark.parametrize("headers, environ", [
+    ({}, REMOTE),
+    ({"X-Forwarded-For": "203.0.113.9"}, {}),
+    ({"Forwarded": "for=203.0.113.9"}, {}),
+])
+@pytest.mark.parametrize("path", PROTECTED)
+def test_without_a_password_only_this_machine_gets_in(client, path, headers, environ):
+    refused = client.get(path, headers=headers, environ_base=environ)
+    assert error(refused) == (401, "authentication_required")
+    local = client.get(path)
+    assert local.status_code == 200 and "error" not in local.get_json()
+
+
+@pytest.mark.parametrize("path", PROTECTED)
+def test_a_session_that_owes_its_totp_is_totp_required(app, authed, clock, path):
+    earlier = app.test_client()
+    assert login(earlier).status_code == 200
+    enable_totp(authed, clock)
+    later = app.test_client()
+    assert login(later).get_json()["isTotpVerified"] is False
+    for pending in (earlier, later):
+        response = pending.get(path)
+        assert response.status_code == 401
+        assert response.get_json() == {"error": {
+            "code": "totp_required", "message": "TOTP verification is required for dashboard access"}}
+    verified = authed.get(path)
+    assert verified.status_code == 200 and "error" not in verified.get_json()
+
+
+# -- models ------------------------------------------------------------------------------------
+
+def test_models_lists_the_enabled_catalog_in_order(authed):
+    response = authed.get(MODELS)
+    assert response.status_code == 200
+    body = response.get_json()
+    assert body == {"models": SEED_MODELS}
+    assert all(set(m) == {"id", "name"} for m in body["models"])
+    for required in ({"id": "gpt-5.3-codex", "name": "GPT-5.3 Codex"},
+                     {"id": "gpt-5.3-codex-spark", "name": "GPT-5.3 Codex Spark"},
+                     {"id": "gpt-4o-mini", "name": "GPT-4o Mini"},
+                     {"id": "o3-pro", "name": "o3 Pro"}):
+        assert required in body["models"]
+
+
+def test_a_disabled_model_is_hidden(app, authed):
+    set_catalog(app, "gpt-4o-mini", enabled=False)
+    response = authed.get(MODELS)
+    assert response.status_code == 200
+    assert response.get_json() == {"models": [m for m in SEED_MODELS if m["id"] != "gpt-4o-mini"]}
+
+
+def test_models_follow_the_catalog_position(app, authed):
+    set_catalog(app, "o3-pro", position=-1)
+    response = authed.get(MODELS)
+    assert response.status_code == 200
+    assert response.get_json()["models"][0] == {"id": "o3-pro", "name": "o3 Pro"}
+    assert len(response.get_json()["models"]) == len(SEED_MODELS)
+
+
+# -- overview: accounts ------------------------------------------------------------------------
+
+def test_an_empty_overview(authed):
+    assert overview(authed) == {
+        "accountCounts": {"total": 0, "active": 0, "paused": 0, "rateLimited": 0, "quotaExceeded": 0,
+                          "deactivated": 0},
+        "usageSummary": {"totalTokens": 0, "totalCost": 0, "inputTokens": 0, "outputTokens": 0,
+                         "cachedInputTokens": 0, "periodStart": "2026-11-01T00:00:00Z",
+                         "periodEnd": "2026-12-01T00:00:00Z"},
+        "requestCount": 0,
+        "errorRate": 0,
+    }
+
+
+def test_accounts_are_counted_by_status_without_the_deleted(authed):
+    statuses = ["active", "active", "active", "paused", "quota_exceeded", "rate_limited", "deactivated"]
+    ids = [add_account(authed, f"user{i}@example.com", s) for i, s in enumerate(statuses)]
+    gone = add_account(authed, "gone@example.com", "paused")
+    ingest(authed, {"model": "gpt-4o-mini", "accountId": gone, "inputTokens": 7})
+    deleted = authed.delete(f"/api/accounts/{gone}")
+    assert deleted.status_code == 204 and deleted.get_data() == b""
+    patched = authed.patch(f"/api/accounts/{ids[0]}", json={"status": "deactivated"})
+    assert patched.status_code == 200 and patched.get_json()["status"] == "deactivated"
+    body = overview(authed)
+    assert body["accountCounts"] == {"total": 7, "active": 2, "paused": 1, "rateLimited": 1,
+                                     "quotaExceeded": 1, "deactivated": 2}
+    # The deleted account's log stays counted.
+    assert body["requestCount"] == 1 and body["usageSummary"]["inputTokens"] == 7
+
+
+# -- overview: usage in the billing period -------------------------------------------------------
+
+def test_usage_sums_tokens_and_prices_the_catalog(authed):
+    ingest(
+        authed,
+        # 800k x 0.15 + 200k x 0.075 + 500k x 0.6 = 0.435 USD
+        {"model": "gpt-4o-mini", "requestedAt": "2026-11-01T00:00:00Z", "inputTokens": 1_000_000,
+         "cachedInputTokens": 200_000, "outputTokens": 500_000},
+        # a failed request still cost its tokens: 1000 x 20 + 1000 x 80 = 0.1 USD
+        {"model": "o3-pro", "requestedAt": "2026-11-10T12:00:00Z", "inputTokens": 1000, "outputTokens": 1000,
+         "status": "error"},
+        # 10000 x 1.25 + 2345 x 0.125 + 6789 x 10 = 0.080683125 USD, kept as 0.080683
+        {"model": "gpt-5.1-codex", "requestedAt": "2026-11-25T06:00:00Z", "inputTokens": 12345,
+         "cachedInputTokens": 2345, "outputTokens": 6789},
+        {"model": "an-unpriced-model", "inputTokens": 100, "outputTokens": 100, "cost": 99},
+        # before the period: out of the summary
+        {"model": "o3-pro", "requestedAt": "2026-10-31T23:59:59.999Z", "inputTokens": 10**9,
+         "outputTokens": 10**9},
+    )
+    summary = overview(authed)["usageSummary"]
+    assert summary == {
+        "totalTokens": 1_013_445 + 507_889,
+        "totalCost": 0.6157,  # 0.615683 rounded to 4 decimals
+        "inputTokens": 1_013_445,
+        "outputTokens": 507_889,
+        "cachedInputTokens": 202_345,
+        "periodStart": "2026-11-01T00:00:00Z",
+        "periodEnd": "2026-12-01T00:00:00Z",
+    }
+
+
+@pytest.mark.parametrize("output_tokens, total_cost", [
+    (0, 0),
+    (82, 0.0),  # 49.2 micro-USD -> 0.000049
+    (83, 0.0001),  # 49.8 micro-USD -> 0.00005: half rounds up
+    (250, 0.0002),  # 150 micro-USD = 0.00015: half rounds up
+    (1_000_000, 0.6),
+])
+def test_total_cost_is_rounded_to_4_decimals(authed, output_tokens, total_cost):
+    ingest(authed, {"model": "gpt-4o-mini", "outputTokens": output_tokens})
+    body = overview(authed)
+    assert body["usageSummary"]["totalCost"] == total_cost
+    assert body["usageSummary"]["outputTokens"] == output_tokens
+
+
+@pytest.mark.parametrize("cycle_day, now, start, end", [
+    (1, "2026-11-25T07:00:00", "2026-11-01T00:00:00Z", "2026-12-01T00:00:00Z"),
+    (1, "2026-12-31T23:59:59", "2026-12-01T00:00:00Z", "2027-01-01T00:00:00Z"),
+    (1, "2027-01-01T00:00:00", "2027-01-01T00:00:00Z", "2027-02-01T00:00:00Z"),
+    (15, "2026-11-25T07:00:00", "2026-11-15T00:00:00Z", "2026-12-15T00:00:00Z"),
+    (15, "2026-11-10T07:00:00", "2026-10-15T00:00:00Z", "2026-11-15T00:00:00Z"),
+    (15, "2026-11-15T00:00:00", "2026-11-15T00:00:00Z", "2026-12-15T00:00:00Z"),
+    (15, "2026-11-14T23:59:59", "2026-10-15T00:00:00Z", "2026-11-15T00:00:00Z"),
+    (15, "2026-01-10T00:00:00", "2025-12-15T00:00:00Z", "2026-01-15T00:00:00Z"),
+    (15, "2026-12-20T00:00:00", "2026-12-15T00:00:00Z", "2027-01-15T00:00:00Z"),
+    (28, "2027-02-28T12:00:00", "2027-02-28T00:00:00Z", "2027-03-28T00:00:00Z"),
+])
+def test_the_billing_period_starts_on_the_cycle_day(make_app, clock, cycle_day, now, start, end):
+    client = dashboard(make_app, clock, now, BILLING_CYCLE_DAY=cycle_day)
+    summary = overview(client)["usageSummary"]
+    assert (summary["periodStart"], summary["periodEnd"]) == (start, end)
+
+
+@pytest.mark.parametrize("cycle_day, now, at_start, before_start, at_end", [
+    (1, "2026-11-30T23:58:00", "2026-11-01T00:00:00Z", "2026-10-31T23:59:59.999Z", "2026-12-01T00:00:00Z"),
+    (1, "2026-11-30T23:58:00", "2026-11-01T01:00:00+01:00", "2026-11-01T00:59:59.999+01:00",
+     "2026-11-30T19:00:00-05:00"),
+    (15, "2026-12-14T23:56:00", "2026-11-15T00:00:00Z", "2026-11-14T23:59:59.999Z", "2026-12-15T00:00:00Z"),
+])
+def test_the_period_includes_its_start_and_excludes_its_end(make_app, clock, cycle_day, now, at_start,
+                                                            before_start, at_end):
+    client = dashboard(make_app, clock, now, BILLING_CYCLE_DAY=cycle_day)
+    ingest(client,
+           {"model": "gpt-4o-mini", "requestedAt": at_start, "inputTokens": 1},
+           {"model": "gpt-4o-mini", "requestedAt": before_start, "inputTokens": 10},
+           {"model": "gpt-4o-mini", "requestedAt": at_end, "inputTokens": 100})
+    body = overview(client)
+    assert body["usageSummary"]["inputTokens"] == 1
+    assert body["requestCount"] == 1  # the log stamped a few minutes ahead, at the period's end
+
+
+# -- overview: the last 24 hours -----------------------------------------------------------------
+
+@pytest.mark.parametrize("stamp, counted", [
+    ("2026-11-24T07:00:00Z", 0),  # exactly 24 hours old
+    ("2026-11-24T07:00:00.001Z", 1),  # 24 hours minus 1 ms
+    ("2026-11-24T06:00:00Z", 0),
+    ("2026-11-25T07:00:00Z", 1),  # now
+    ("2026-11-25T07:04:00Z", 1),  # 4 minutes ahead
+])
+def test_request_count_covers_the_last_24_hours(authed, stamp, counted):
+    ingest(authed, {"model": "gpt-4o-mini", "requestedAt": stamp, "status": "error"})
+    body = overview(authed)
+    assert body["requestCount"] == counted
+    assert body["errorRate"] == (100 if counted else 0)
+
+
+def test_the_window_moves_with_the_clock(authed, clock):
+    ingest(authed, {"model": "gpt-4o-mini"})
+    clock.advance(13 * 3600)  # past the 12-hour session: log in again
+    assert error(authed.get(OVERVIEW)) == (401, "authentication_required")
+    assert login(authed).status_code == 200
+    clock.advance(11 * 3600 - 1)
+    assert overview(authed)["requestCount"] == 1
+    clock.advance(1)  # the log is now exactly 24 hours old
+    assert overview(authed)["requestCount"] == 0
+
+
+@pytest.mark.parametrize("statuses, error_rate", [
+    ([], 0),
+    (["ok"], 0),
+    (["error"], 100),
+    (["cancelled"], 0),  # nothing left to count
+    (["ok", "ok", "error"], 33.33),
+    (["ok", "error", "error"], 66.67),
+    (["ok", "ok", "error", "cancelled", "cancelled"], 33.33),
+    (["ok", "error", "rate_limit", "quota"], 75),
+    (["ok"] * 7 + ["quota"], 12.5),
+    (["ok"] * 799 + ["rate_limit"], 0.13),  # 0.125: half rounds up
+])
+def test_error_rate_counts_failures_among_finished_requests(authed, statuses, error_rate):
+    if statuses:
+        ingest(authed, *({"model": "gpt-4o-mini", "status": s} for s in statuses))
+    body = overview(authed)
+    assert body["requestCount"] == len(statuses)
+    assert body["errorRate"] == error_rate
+
+
+def test_error_rate_ignores_failures_older_than_24_hours(authed):
+    ingest(authed,
+           {"model": "gpt-4o-mini", "requestedAt": "2026-11-24T06:59:59Z", "status": "error"},
+           {"model": "gpt-4o-mini", "status": "ok"})
+    body = overview(authed)
+    assert (body["requestCount"], body["errorRate"]) == (1, 0)
