@@ -20,9 +20,11 @@ def main(argv=None, serve=None):
     if serve is None and args.waitress:
         from waitress import serve
     if serve is not None:
-        # Waitress's own body limit must not pre-empt the JSON 413 of the app.
-        serve(app, host=host, port=port, threads=app.config["THREADS"],
-              max_request_body_size=app.config["MAX_BODY_BYTES"] + 65536, ident="codex-lb")
+        # Waitress's own body limit stays far above the app's, so an oversized
+        # body gets the app's JSON 413, not waitress's plain-text one.
+        limit = max(1 << 30, 2 * app.config["MAX_BODY_BYTES"])
+        serve(app, host=host, port=port, threads=app.config["THREADS"], max_request_body_size=limit,
+              ident="codex-lb")
     else:
         app.run(host=host, port=port, threaded=True)
     return 0

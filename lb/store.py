@@ -178,6 +178,7 @@ def open_database(config):
             pragmas={"journal_mode": "wal", "synchronous": "full", "foreign_keys": 1, "busy_timeout": 10000},
             lock_type="IMMEDIATE",
             autoconnect=False,
+            check_same_thread=False,  # a pooled connection serves one thread at a time, not always the same
         )
     if url.startswith(("postgres://", "postgresql://")):
         url = url.replace("://", "+pool://", 1)  # pooled, like SQLite above

@@ -1,0 +1,141 @@
+"""The real server: waitress in its own process, spoken to over HTTP.
+
+An acknowledged batch survives kill -9; concurrent writers in several
+processes wait for each other instead of failing, and never store a
+requestId twice.
+"""
+import http.client
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from concurrent.futures import ProcessPoolExecutor
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+TOKEN = "server-test-ingest-token"
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def call(port, method, path, payload=None, headers=None):
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    headers = dict(headers or {})
+    body = None
+    if payload is not None:
+        body = json.dumps(payload)
+        headers["Content-Type"] = "application/json"
+    conn.request(method, path, body=body, headers=headers)
+    response = conn.getresponse()
+    data = response.read()
+    conn.close()
+    return response.status, json.loads(data) if data else None
+
+
+class Server:
+    def __init__(self, data_dir):
+        self.data_dir, self.port, self.proc = str(data_dir), free_port(), None
+
+    def start(self):
+        env = {k: v for k, v in os.environ.items() if not k.startswith("LB_")}
+        env.update(LB_DATA_DIR=self.data_dir, LB_PORT=str(self.port), LB_INGEST_TOKEN=TOKEN, LB_THREADS="4")
+        self.proc = subprocess.Popen([sys.executable, os.path.join(ROOT, "app.py"), "--waitress"], env=env,
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                if call(self.port, "GET", "/healthz")[0] == 200:
+                    return self
+            except OSError:
+                time.sleep(0.05)
+        self.proc.kill()
+        raise AssertionError("server did not start: " + self.proc.stderr.read().decode())
+
+    def kill_hard(self):
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait()
+
+    def stop(self):
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait(timeout=10)
+        if self.proc:
+            self.proc.stderr.close()
+
+
+@pytest.fixture
+def server(tmp_path):
+    srv = Server(tmp_path / "data").start()
+    yield srv
+    srv.stop()
+
+
+def ingest(port, items):
+    return call(port, "POST", "/api/request-logs", {"requests": items}, {"Authorization": f"Bearer {TOKEN}"})
+
+
+def all_logs(port):
+    """Every stored log, through the paginated API (open to loopback before a password exists)."""
+    rows, cursor = [], None
+    while True:
+        path = "/api/request-logs?limit=500" + (f"&cursor={cursor}" if cursor else "")
+        status, body = call(port, "GET", path)
+        assert status == 200, body
+        rows += body["requests"]
+        cursor = body["nextCursor"]
+        if cursor is None:
+            return rows
+
+
+def test_an_acknowledged_batch_survives_kill_9(server):
+    items = [{"requestId": f"kill-{i}", "model": "gpt-4o-mini", "inputTokens": 1000, "outputTokens": 10}
+             for i in range(300)]
+    assert ingest(server.port, items) == (201, {"accepted": 300, "duplicates": 0})
+    server.kill_hard()
+    server.start()
+    logs = all_logs(server.port)
+    assert sorted(r["requestId"] for r in logs) == sorted(i["requestId"] for i in items)
+    status, overview = call(server.port, "GET", "/api/dashboard/overview")
+    assert status == 200 and overview["requestCount"] == 300
+    assert overview["usageSummary"]["inputTokens"] == 300_000
+
+
+def _writer(args):
+    """One client process: post batches whose requestIds overlap the other writers'."""
+    port, writer, batches = args
+    results = []
+    for b in range(batches):
+        items = [{"requestId": f"id-{(writer * 50 + b * 100 + i) % 600}", "model": "o3-pro", "inputTokens": 7}
+                 for i in range(100)]
+        results.append(ingest(port, items))
+    return results
+
+
+def test_concurrent_writers_wait_and_never_store_an_id_twice(server):
+    with ProcessPoolExecutor(4) as pool:
+        results = [r for batch in pool.map(_writer, [(server.port, w, 6) for w in range(4)]) for r in batch]
+    assert all(status == 201 for status, _ in results), results
+    accepted = sum(body["accepted"] for _, body in results)
+    duplicates = sum(body["duplicates"] for _, body in results)
+    assert accepted + duplicates == 4 * 6 * 100
+    logs = all_logs(server.port)
+    ids = [r["requestId"] for r in logs]
+    assert len(ids) == len(set(ids)) == accepted == 600
+    status, overview = call(server.port, "GET", "/api/dashboard/overview")
+    assert status == 200 and overview["usageSummary"]["inputTokens"] == 600 * 7
+
+
+def test_errors_from_the_real_server_are_json(server):
+    status, body = call(server.port, "GET", "/no/such/path")
+    assert (status, body["error"]["code"]) == (404, "not_found")
+    big = {"requests": [{"model": "x" * 100}] * 20000}
+    status, body = call(server.port, "POST", "/api/request-logs", big)
+    assert (status, body["error"]["code"]) == (413, "payload_too_large")
