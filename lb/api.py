@@ -11,6 +11,7 @@ log = logging.getLogger(__name__)
 access_log = logging.getLogger("lb.access")
 
 EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+LATEST_MS = (datetime(9999, 12, 31, tzinfo=timezone.utc) - EPOCH) // timedelta(milliseconds=1)
 BODY_METHODS = ("POST", "PUT", "PATCH", "DELETE")
 HTTP_CODES = {
     400: "bad_request",
@@ -121,9 +122,12 @@ def parse_time(value, label):
     if moment.tzinfo is None:
         raise invalid(label, "must carry Z or a UTC offset")
     try:
-        return (moment - EPOCH) // timedelta(milliseconds=1)
+        ms = (moment - EPOCH) // timedelta(milliseconds=1)
     except OverflowError:
-        raise invalid(label, "is out of range") from None
+        ms = -1
+    if not 0 <= ms < LATEST_MS:
+        raise invalid(label, "must lie between 1970 and 9999 (UTC)")
+    return ms
 
 
 def now_ms():

@@ -15,7 +15,7 @@ from flask_login import LoginManager, UserMixin, current_user
 from werkzeug.security import check_password_hash, generate_password_hash
 
 from lb.api import ApiError, iso, now_ms
-from lb.store import AuthFailure, DashboardSession, DashboardSettings, TotpSetup, db, settings
+from lb.store import AuthFailure, DashboardSession, DashboardSettings, TotpSetup, db, portable, settings
 
 log = logging.getLogger(__name__)
 
@@ -29,6 +29,8 @@ TOTP_STEP = 30
 
 # What the guard finds for a request.
 NONE, TOTP_PENDING, FULL = "none", "totp_pending", "full"
+
+SESSION_SQL = "SELECT * FROM dashboard_session WHERE token_hash = ? AND expires_at > ?"
 
 login_manager = LoginManager()
 
@@ -52,10 +54,9 @@ def _load_session(req):
     token = req.cookies.get(COOKIE)
     if not token or len(token) > 128:
         return None
-    row = DashboardSession.get_or_none(
-        (DashboardSession.token_hash == token_hash(token)) & (DashboardSession.expires_at > now_ms())
-    )
-    return SessionUser(row) if row else None
+    # Hand-written: this runs on every dashboard request.
+    rows = list(DashboardSession.raw(portable(SESSION_SQL), token_hash(token), now_ms()))
+    return SessionUser(rows[0]) if rows else None
 
 
 @login_manager.user_loader
@@ -94,9 +95,12 @@ def current_session():
 
 def is_local_client():
     """Same machine: a loopback address and no proxy header we were not told to trust."""
-    if not current_app.config["TRUSTED_PROXIES"]:
-        if "Forwarded" in request.headers or "X-Forwarded-For" in request.headers:
-            return False
+    # ProxyFix reads X-Forwarded-For for trusted hops; nobody reads Forwarded,
+    # so a request that carries it is never taken for a local one.
+    if "Forwarded" in request.headers:
+        return False
+    if not current_app.config["TRUSTED_PROXIES"] and "X-Forwarded-For" in request.headers:
+        return False
     try:
         return ipaddress.ip_address(request.remote_addr or "").is_loopback
     except ValueError:
@@ -187,6 +191,7 @@ def start_session(totp_verified=False, expires_at=None):
     """Create a session and return (token, row); the token goes only into the cookie."""
     token = secrets.token_urlsafe(32)
     now = now_ms() // 1000 * 1000  # whole seconds, so expiresAt and Max-Age agree
+    DashboardSession.delete().where(DashboardSession.expires_at <= now).execute()  # housekeeping
     row = DashboardSession.create(
         token_hash=token_hash(token),
         created_at=now,
@@ -211,7 +216,7 @@ def end_other_sessions(row):
 
 def set_cookie(response, token, expires_at):
     max_age = max(0, math.ceil((expires_at - now_ms()) / 1000))
-    response.set_cookie(COOKIE, token, max_age=max_age, path="/", httponly=True,
+    response.set_cookie(COOKIE, token, max_age=max_age, expires=expires_at / 1000, path="/", httponly=True,
                         samesite="Lax", secure=request.is_secure)
     return response
 
@@ -279,7 +284,8 @@ def normalize_code(code):
 def matching_step(secret, code):
     """The time step (within one step either side of now) whose code is ``code``, or None."""
     code = normalize_code(code)
-    if not re.fullmatch(r"\d{6}", code):
+    # ASCII digits only: \d takes other scripts' digits, which compare_digest refuses with a TypeError.
+    if not re.fullmatch(r"[0-9]{6}", code):
         return None
     totp = pyotp.TOTP(secret)
     now_step = now_ms() // 1000 // TOTP_STEP

@@ -37,8 +37,6 @@ def validate_item(item, index, now):
         requested_at = parse_time(item["requestedAt"], name("requestedAt"))
         if requested_at > now + FUTURE_MS:
             raise invalid(name("requestedAt"), "must not be more than 5 minutes in the future")
-        if requested_at < 0:
-            raise invalid(name("requestedAt"), "must not be before 1970")
     account_id = get_str(item, "accountId", name("accountId"), required=False, max_len=40)
     model = get_str(item, "model", name("model"), min_len=1, max_len=128)
     tokens = [get_int(item, f, name(f), default=0, high=MAX_TOKENS)
