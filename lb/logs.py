@@ -58,6 +58,8 @@ def encode_cursor(requested_at, row_id):
 def decode_cursor(cursor):
     try:
         encoded, signature = cursor.split(".")
+        if not signature.isascii():
+            raise ValueError("bad signature")  # compare_digest refuses non-ASCII text
         payload = base64.urlsafe_b64decode(encoded + "=" * (-len(encoded) % 4))
         if not hmac.compare_digest(signature, _signature(payload)):
             raise ValueError("bad signature")
@@ -70,7 +72,8 @@ def decode_cursor(cursor):
 def page(args):
     """One page of logs for the query-string ``args``; returns (rows, next cursor)."""
     limit = args.get("limit", str(DEFAULT_LIMIT))
-    if not (limit.isascii() and limit.isdigit()) or not 1 <= int(limit) <= MAX_LIMIT:
+    # The length check first: int() refuses strings of thousands of digits.
+    if not (limit.isascii() and limit.isdigit() and len(limit) <= 9) or not 1 <= int(limit) <= MAX_LIMIT:
         raise invalid("limit", f"must be an integer between 1 and {MAX_LIMIT}")
     limit = int(limit)
     query = time_range(RequestLog.select(), query_time("since"), query_time("until"))

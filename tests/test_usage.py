@@ -1,0 +1,210 @@
+"""Usage breakdowns (contract section 6, GET /api/usage)."""
+from datetime import date, timedelta
+
+import pytest
+
+from helpers import REMOTE, error, post
+
+USAGE = "/api/usage"
+FIGURES = ("requests", "errors", "inputTokens", "outputTokens", "cachedInputTokens", "totalTokens", "cost")
+AUTH_REQUIRED = {"error": {"code": "authentication_required", "message": "Authentication is required"}}
+
+
+def ingest(client, items):
+    response = post(client, "/api/request-logs", {"requests": items})
+    assert response.status_code == 201, response.get_json()
+
+
+def usage(client, query=""):
+    response = client.get(f"{USAGE}?{query}")
+    assert response.status_code == 200, response.get_json()
+    return response.get_json()
+
+
+def figures(requests=0, errors=0, input_tokens=0, output_tokens=0, cached=0, cost=0):
+    return {"requests": requests, "errors": errors, "inputTokens": input_tokens, "outputTokens": output_tokens,
+            "cachedInputTokens": cached, "totalTokens": input_tokens + output_tokens, "cost": cost}
+
+
+def days(first, count):
+    start = date.fromisoformat(first)
+    return [(start + timedelta(days=i)).isoformat() for i in range(count)]
+
+
+def make_account(client, email):
+    response = post(client, "/api/accounts", {"email": email})
+    assert response.status_code == 201
+    return response.get_json()["id"]
+
+
+def message(response):
+    return response.get_json()["error"]["message"]
+
+
+def test_the_default_is_the_billing_period_by_day(authed):
+    body = usage(authed)
+    assert set(body) == {"since", "until", "groupBy", "rows", "totals"}
+    assert (body["since"], body["until"], body["groupBy"]) == ("2026-11-01T00:00:00Z", "2026-12-01T00:00:00Z", "day")
+    assert body["rows"] == [{"key": key, **figures()} for key in days("2026-11-01", 30)]
+    assert body["totals"] == figures()
+
+
+@pytest.mark.parametrize("cycle_day, since, until, count", [
+    (15, "2026-11-15T00:00:00Z", "2026-12-15T00:00:00Z", 30),
+    (25, "2026-11-25T00:00:00Z", "2026-12-25T00:00:00Z", 30),
+    (28, "2026-10-28T00:00:00Z", "2026-11-28T00:00:00Z", 31),
+])
+def test_the_billing_cycle_day_moves_the_default_range(make_app, cycle_day, since, until, count):
+    client = make_app(BILLING_CYCLE_DAY=cycle_day).test_client()
+    body = usage(client)
+    assert (body["since"], body["until"], body["groupBy"]) == (since, until, "day")
+    assert [row["key"] for row in body["rows"]] == days(since[:10], count)
+    summary = client.get("/api/dashboard/overview").get_json()["usageSummary"]
+    assert (summary["periodStart"], summary["periodEnd"]) == (since, until)
+
+
+def test_day_rows_are_utc_days_with_zeros_between(authed):
+    ingest(authed, [
+        {"model": "gpt-4o-mini", "requestedAt": "2026-11-01T00:00:00Z", "inputTokens": 1000, "outputTokens": 500},
+        {"model": "o3-pro", "requestedAt": "2026-11-24T23:59:59.999Z", "status": "error", "inputTokens": 100},
+        {"model": "o3-pro", "requestedAt": "2026-11-25T01:00:00+02:00", "status": "rate_limit"},
+        {"model": "o3-pro", "requestedAt": "2026-11-25T00:00:00Z", "status": "cancelled", "outputTokens": 10},
+        {"model": "o3-pro", "requestedAt": "2026-11-25T07:04:00Z", "status": "quota", "inputTokens": 50,
+         "cachedInputTokens": 50},
+        {"model": "o3-pro", "requestedAt": "2026-10-31T23:59:59.999Z", "inputTokens": 7},  # before the period
+    ])
+    body = usage(authed)
+    busy = {
+        "2026-11-01": figures(1, 0, 1000, 500, 0, 0.0005),  # 150 + 300 micro-USD
+        "2026-11-24": figures(2, 2, 100, 0, 0, 0.002),
+        "2026-11-25": figures(2, 1, 50, 10, 50, 0.0018),
+    }
+    assert body["rows"] == [{"key": key, **busy.get(key, figures())} for key in days("2026-11-01", 30)]
+    assert body["totals"] == figures(5, 3, 1150, 510, 50, 0.0043)
+
+
+def test_rows_by_model_are_sorted_by_key(authed):
+    ingest(authed, [{"model": m, "inputTokens": 1000, "status": s} for m, s in
+                    [("o3-pro", "ok"), ("gpt-4o-mini", "error"), ("local-llama", "ok"), ("o3-pro", "quota"),
+                     ("gpt-4o-mini", "cancelled"), ("Zeta", "rate_limit")]])
+    body = usage(authed, "groupBy=model")
+    assert body["groupBy"] == "model"
+    assert body["rows"] == [
+        {"key": "Zeta", **figures(1, 1, 1000)},
+        {"key": "gpt-4o-mini", **figures(2, 1, 2000, cost=0.0003)},
+        {"key": "local-llama", **figures(1, 0, 1000)},
+        {"key": "o3-pro", **figures(2, 1, 2000, cost=0.04)},
+    ]
+    assert body["totals"] == figures(6, 3, 6000, cost=0.0403)
+
+
+def test_rows_by_account_put_logs_without_one_under_null(authed):
+    ann, bob = make_account(authed, "ann@example.com"), make_account(authed, "bob@example.com")
+    ingest(authed, [{"model": "o3-pro", "accountId": bob, "outputTokens": 10},
+                    {"model": "o3-pro", "outputTokens": 1}, {"model": "o3-pro", "accountId": ann, "status": "error"},
+                    {"model": "o3-pro", "accountId": bob, "status": "cancelled", "outputTokens": 5}])
+    rows = usage(authed, "groupBy=account")["rows"]
+    assert rows == sorted([{"key": ann, **figures(1, 1)},
+                           {"key": bob, **figures(2, 0, 0, 15, cost=0.0012)}], key=lambda r: r["key"]) + [
+        {"key": None, **figures(1, 0, 0, 1, cost=0.0001)}]  # the code puts null after every id
+
+
+def test_a_deleted_accounts_usage_stays(authed):
+    ann = make_account(authed, "ann@example.com")
+    ingest(authed, [{"model": "o3-pro", "accountId": ann, "inputTokens": 100}])
+    before = usage(authed, "groupBy=account")
+    assert authed.delete(f"/api/accounts/{ann}").status_code == 204
+    assert usage(authed, "groupBy=account") == before
+    assert before["rows"] == [{"key": ann, **figures(1, 0, 100, cost=0.002)}]
+
+
+@pytest.mark.parametrize("group_by", ["day", "model", "account"])
+def test_totals_equal_the_overview_summary(authed, group_by):
+    ann = make_account(authed, "ann@example.com")
+    ingest(authed, [{"model": "gpt-4o-mini", "inputTokens": 1000, "requestedAt": f"2026-11-{d:02d}T06:00:00Z",
+                     "cachedInputTokens": d * 10, "outputTokens": d, "accountId": ann if d % 2 else None,
+                     "status": ("ok", "error", "cancelled")[d % 3]} for d in range(1, 26)]
+           + [{"model": "o3-pro", "inputTokens": 999, "requestedAt": "2026-10-31T12:00:00Z"}])
+    totals = usage(authed, f"groupBy={group_by}")["totals"]
+    summary = authed.get("/api/dashboard/overview").get_json()["usageSummary"]
+    for name in ("inputTokens", "outputTokens", "cachedInputTokens", "totalTokens"):
+        assert totals[name] == summary[name], name
+    assert totals["cost"] == summary["totalCost"]
+    assert (totals["requests"], totals["inputTokens"]) == (25, 25_000)
+    rows = usage(authed, f"groupBy={group_by}")["rows"]
+    for name in FIGURES[:-1]:
+        assert sum(row[name] for row in rows) == totals[name], name
+
+
+@pytest.fixture
+def hourly(authed):
+    """Logs around whole hours, so ranges cut hours at both edges."""
+    stamps = ["10:30:00", "11:00:00", "11:59:59.999", "12:00:00", "13:15:00", "23:59:59.999"]
+    ingest(authed, [{"model": "o3-pro", "requestId": s, "requestedAt": f"2026-11-12T{s}Z", "inputTokens": 2 ** i}
+                    for i, s in enumerate(stamps)])
+
+
+@pytest.mark.parametrize("since, until, input_tokens", [
+    ("10:30:00", "12:00:00", 1 + 2 + 4),  # since inclusive, until exclusive
+    ("10:30:00.001", "13:15:00", 2 + 4 + 8),
+    ("10:30:00", "13:15:00.001", 1 + 2 + 4 + 8 + 16),
+    ("11:00:00", "12:00:00", 2 + 4),
+    ("11:00:00", "11:00:00.001", 2),
+    ("11:00:00.001", "11:59:59.999", 0),
+    ("11:59:59.999", "12:00:00.001", 4 + 8),
+    ("00:00:00", "23:59:59.999", 1 + 2 + 4 + 8 + 16),
+])
+@pytest.mark.parametrize("group_by", ["day", "model"])
+def test_since_is_inclusive_and_until_exclusive(authed, hourly, since, until, input_tokens, group_by):
+    body = usage(authed, f"since=2026-11-12T{since}Z&until=2026-11-12T{until}Z&groupBy={group_by}")
+    assert body["totals"]["inputTokens"] == input_tokens
+    assert body["totals"]["requests"] == bin(input_tokens).count("1")
+    if group_by == "day":
+        assert [row["key"] for row in body["rows"]] == ["2026-11-12"]
+        assert body["rows"][0]["inputTokens"] == input_tokens
+
+
+@pytest.mark.parametrize("query, keys", [
+    ("since=2026-11-10T00:00:00Z&until=2026-11-15T00:00:00Z", days("2026-11-10", 5)),
+    ("since=2026-11-10T23:59:59.999Z&until=2026-11-15T00:00:00.001Z", days("2026-11-10", 6)),
+    ("since=2026-11-10T12:00:00+00:00&until=2026-11-11T12:00:00+00:00", ["2026-11-10", "2026-11-11"]),
+    ("since=2026-11-10T01:00:00%2B02:00&until=2026-11-10T02:00:00%2B02:00", ["2026-11-09"]),
+    ("since=2025-01-01T00:00:00Z&until=2026-01-02T00:00:00Z", days("2025-01-01", 366)),  # 366 days is allowed
+    ("since=2026-11-20T00:00:00Z", days("2026-11-20", 11)),  # until defaults to the period's end
+    ("until=2026-11-03T00:00:00Z", days("2026-11-01", 2)),  # since defaults to the period's start
+])
+def test_every_day_of_the_range_has_a_row(authed, query, keys):
+    body = usage(authed, query)
+    assert [row["key"] for row in body["rows"]] == keys
+    assert all(row == {"key": row["key"], **figures()} for row in body["rows"])
+
+
+@pytest.mark.parametrize("query, field", [
+    ("groupBy=week", "groupBy"), ("groupBy=", "groupBy"), ("groupBy=DAY", "groupBy"), ("groupBy=Model", "groupBy"),
+    ("groupBy=accountId", "groupBy"), ("groupBy=day,model", "groupBy"),
+    ("since=2025-01-01T00:00:00Z&until=2026-01-02T00:00:00.001Z", "until"),  # just over 366 days
+    ("since=2020-01-01T00:00:00Z", "until"),  # until defaults to the period's end: years away
+    ("since=2026-11-10T00:00:00Z&until=2026-11-10T00:00:00Z", "until"),
+    ("since=2026-11-10T00:00:00Z&until=2026-11-09T00:00:00Z", "until"),
+    ("until=2026-10-01T00:00:00Z", "until"),  # before the default since
+    ("since=yesterday", "since"), ("since=", "since"), ("since=2026-11-10T00:00:00", "since"),
+    ("until=2026-11-10", "until"), ("until=2026-11-31T00:00:00Z", "until"), ("until=" + "1" * 100, "until"),
+    ("since=9999-12-31T20:00:00-05:00&until=9999-12-31T23:59:59-05:00", "since"),  # beyond year 9999 in UTC
+    ("since=0001-01-01T00:00:00%2B01:00&until=0001-01-02T00:00:00Z", "since"),  # before year 1 in UTC
+])
+def test_bad_queries_are_422(authed, query, field):
+    response = authed.get(f"{USAGE}?{query}")
+    assert error(response) == (422, "validation_error")
+    assert message(response).startswith(field + " ")
+
+
+@pytest.mark.parametrize("query", ["", "groupBy=model", "groupBy=bogus", "since=2026-11-01T00:00:00Z"])
+def test_usage_needs_a_session(app, authed, query):
+    response = app.test_client().get(f"{USAGE}?{query}")
+    assert response.status_code == 401 and response.get_json() == AUTH_REQUIRED
+
+
+@pytest.mark.parametrize("query", ["", "groupBy=account"])
+def test_remote_clients_are_refused_before_a_password_is_set(client, query):
+    response = client.get(f"{USAGE}?{query}", environ_base=REMOTE)
+    assert response.status_code == 401 and response.get_json() == AUTH_REQUIRED
