@@ -1,0 +1,22 @@
+"""The benchmark script runs end to end (a tiny smoke run; no timing is asserted)."""
+import json
+import os
+import sys
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(ROOT, "bench"))
+
+import bench  # noqa: E402
+
+
+def test_smoke_run_writes_every_figure(tmp_path, capsys):
+    out = tmp_path / "bench.json"
+    assert bench.main(["--sizes", "1500", "--smoke", "--data", str(tmp_path / "data"), "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "overview p50 ms" in printed and str(out) in printed
+    (result,) = json.loads(out.read_text())["results"]
+    assert result["logs"] == 1500
+    assert result["overview_errors"] == 0
+    for key in ("overview_p50_ms", "overview_p95_ms", "models_p50_ms", "overview_rps",
+                "ingest_rows_per_s", "rss_mb", "floor_p50_ms", "ratio"):
+        assert result[key] > 0, key
