@@ -8,6 +8,10 @@ PASSWORD = "correct horse battery"
 BOOTSTRAP = "bootstrap-token-for-tests"
 INGEST = "ingest-token-for-tests"
 REMOTE = {"REMOTE_ADDR": "203.0.113.9"}
+AUTH = "/api/dashboard-auth"
+COOKIE = "dashboard_session"
+DASHBOARD = ["/api/dashboard/overview", "/api/models"]
+AUTH_REQUIRED = {"error": {"code": "authentication_required", "message": "Authentication is required"}}
 
 
 class Clock:
@@ -55,3 +59,15 @@ def error(response):
     body = response.get_json()
     assert set(body) == {"error"} and set(body["error"]) == {"code", "message"}, body
     return response.status_code, body["error"]["code"]
+
+
+def ok(response):
+    """The JSON body of a 200 answer."""
+    assert response.status_code == 200, response.get_json()
+    return response.get_json()
+
+
+def denied(response):
+    """The JSON body of a 401 answer."""
+    assert response.status_code == 401, response.get_json()
+    return response.get_json()

@@ -6,11 +6,11 @@ import re
 
 import pytest
 
-from helpers import BOOTSTRAP, PASSWORD, REMOTE, enable_totp, error, login, post, setup_password
+from helpers import (
+    AUTH, AUTH_REQUIRED, BOOTSTRAP, COOKIE, DASHBOARD, PASSWORD, REMOTE, denied, enable_totp,
+    error, login, ok, post, setup_password,
+)
 
-AUTH = "/api/dashboard-auth"
-COOKIE = "dashboard_session"
-DASHBOARD = ["/api/dashboard/overview", "/api/models"]
 DASHBOARD_KEY = {"/api/dashboard/overview": "accountCounts", "/api/models": "models"}
 NEW_PASSWORD = "a brand new passphrase"
 EXPIRES = "2026-11-25T19:00:00Z"  # the clock starts at 07:00Z; sessions last 12 h
@@ -20,19 +20,6 @@ SIGNED_IN = {"isPasswordConfigured": True, "isPasswordVerified": True, "isTotpCo
              "expiresAt": EXPIRES}
 SIGNED_OUT = dict(SIGNED_IN, isPasswordVerified=False, authenticated=False, expiresAt=None)
 NO_PASSWORD = dict(SIGNED_OUT, isPasswordConfigured=False)
-AUTH_REQUIRED = {"error": {"code": "authentication_required", "message": "Authentication is required"}}
-
-
-def ok(response):
-    """The JSON body of a 200 answer."""
-    assert response.status_code == 200, response.get_json()
-    return response.get_json()
-
-
-def denied(response):
-    """The JSON body of a 401 answer."""
-    assert response.status_code == 401, response.get_json()
-    return response.get_json()
 
 
 def state(client, **kwargs):

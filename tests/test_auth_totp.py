@@ -4,11 +4,11 @@ import re
 import pyotp
 import pytest
 
-from helpers import PASSWORD, enable_totp, error, login, post, setup_password
+from helpers import (
+    AUTH, AUTH_REQUIRED, COOKIE, DASHBOARD, PASSWORD, denied, enable_totp, error, login, ok, post,
+    setup_password,
+)
 
-AUTH = "/api/dashboard-auth"
-COOKIE = "dashboard_session"
-DASHBOARD = ["/api/dashboard/overview", "/api/models"]
 STEP = 30
 EXPIRES = "2026-11-25T19:00:00Z"  # the clock starts at 07:00Z; sessions last 12 h
 LATER = "2026-11-25T19:00:30Z"  # the expiry of a login one step later
@@ -18,21 +18,8 @@ VERIFIED = {"isPasswordConfigured": True, "isPasswordVerified": True, "isTotpCon
 PENDING = dict(VERIFIED, isTotpVerified=False, authenticated=False)
 SIGNED_OUT = dict(PENDING, isPasswordVerified=False, expiresAt=None)
 WITHOUT_TOTP = dict(VERIFIED, isTotpConfigured=False, isTotpVerified=False, isTotpRequiredOnLogin=False)
-AUTH_REQUIRED = {"error": {"code": "authentication_required", "message": "Authentication is required"}}
 TOTP_REQUIRED = {"error": {"code": "totp_required",
                            "message": "TOTP verification is required for dashboard access"}}
-
-
-def ok(response):
-    """The JSON body of a 200 answer."""
-    assert response.status_code == 200, response.get_json()
-    return response.get_json()
-
-
-def denied(response):
-    """The JSON body of a 401 answer."""
-    assert response.status_code == 401, response.get_json()
-    return response.get_json()
 
 
 def state(client):
