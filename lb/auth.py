@@ -1,15 +1,13 @@
-"""Dashboard authentication: sessions, passwords, TOTP, the rate limit and the guard."""
+"""Dashboard authentication: sessions, cookies, passwords and the guard."""
 import hashlib
 import hmac
 import ipaddress
 import logging
 import math
-import re
 import secrets
 from functools import wraps
 
 import click
-import pyotp
 from flask import current_app, g, request
 from flask_login import LoginManager, UserMixin, current_user
 from werkzeug.security import check_password_hash, generate_password_hash
@@ -21,11 +19,6 @@ log = logging.getLogger(__name__)
 
 COOKIE = "dashboard_session"
 SESSION_MS = 12 * 3600 * 1000
-SETUP_MS = 10 * 60 * 1000
-FAILURE_LIMIT = 8
-FAILURE_WINDOW_MS = 60 * 1000
-TOTP_ISSUER = "Codex-LB"
-TOTP_STEP = 30
 
 # What the guard finds for a request.
 NONE, TOTP_PENDING, FULL = "none", "totp_pending", "full"
@@ -237,101 +230,6 @@ def password_matches(password):
     """Constant-time check against the stored slow salted hash."""
     stored = dashboard_settings().password_hash
     return bool(stored) and check_password_hash(stored, password)
-
-
-# -- the rate limit ------------------------------------------------------------
-
-def client_address():
-    return (request.remote_addr or "unknown")[:64]
-
-
-def check_rate_limit():
-    """Refuse every attempt from an address with too many recent failures."""
-    now = now_ms()
-    recent = [
-        f.at
-        for f in AuthFailure.select(AuthFailure.at)
-        .where((AuthFailure.client == client_address()) & (AuthFailure.at > now - FAILURE_WINDOW_MS))
-        .order_by(AuthFailure.at)
-    ]
-    if len(recent) >= FAILURE_LIMIT:
-        # Open again once fewer than the limit remain inside the window.
-        reopens = recent[len(recent) - FAILURE_LIMIT] + FAILURE_WINDOW_MS
-        retry = max(1, math.ceil((reopens - now) / 1000))
-        raise ApiError(429, "rate_limited", "Too many failed attempts; try again later",
-                       {"Retry-After": str(retry)})
-
-
-def record_failure():
-    now = now_ms()
-    with db.atomic():
-        AuthFailure.delete().where(AuthFailure.at <= now - FAILURE_WINDOW_MS).execute()
-        AuthFailure.create(client=client_address(), at=now)
-
-
-def fail(code, message, status):
-    """Count a failed attempt, then answer it."""
-    record_failure()
-    raise ApiError(status, code, message)
-
-
-# -- TOTP ----------------------------------------------------------------------
-
-def normalize_code(code):
-    return re.sub(r"[\s-]", "", code) if isinstance(code, str) else ""
-
-
-def matching_step(secret, code):
-    """The time step (within one step either side of now) whose code is ``code``, or None."""
-    code = normalize_code(code)
-    # ASCII digits only: \d takes other scripts' digits, which compare_digest refuses with a TypeError.
-    if not re.fullmatch(r"[0-9]{6}", code):
-        return None
-    totp = pyotp.TOTP(secret)
-    now_step = now_ms() // 1000 // TOTP_STEP
-    found = None
-    for step in (now_step - 1, now_step, now_step + 1):
-        if hmac.compare_digest(totp.generate_otp(step), code):
-            found = step
-    return found
-
-
-def accept_code(code):
-    """Verify a code against the configured secret, refusing replays; record the step."""
-    with db.atomic():
-        config = DashboardSettings.get_by_id(1)  # re-read inside the write lock
-        step = matching_step(config.totp_secret, code)
-        if step is not None and step > config.totp_last_step:
-            DashboardSettings.update(totp_last_step=step).where(DashboardSettings.id == 1).execute()
-            return True
-    fail("invalid_totp_code", "The TOTP code is invalid or was already used", 400)
-
-
-def provisioning_uri(secret):
-    return pyotp.TOTP(secret).provisioning_uri(name="admin", issuer_name=TOTP_ISSUER)
-
-
-def start_totp_setup(row):
-    """Begin TOTP setup for the session ``row``; return (secret, setup token)."""
-    secret = pyotp.random_base32()
-    token = secrets.token_urlsafe(32)
-    now = now_ms()
-    with db.atomic():
-        TotpSetup.delete().where(TotpSetup.expires_at <= now).execute()
-        TotpSetup.create(token_hash=token_hash(token), session_hash=row.token_hash if row else "",
-                         secret=secret, expires_at=now + SETUP_MS)
-    return secret, token
-
-
-def pending_setup(token, row):
-    """The unexpired setup named by ``token`` that belongs to session ``row``, or None."""
-    if not isinstance(token, str) or not token or len(token) > 128:
-        return None
-    setup = TotpSetup.get_or_none(TotpSetup.token_hash == token_hash(token))
-    owner = row.token_hash if row else ""
-    if setup is None or setup.expires_at <= now_ms() or not constant_equal(setup.session_hash, owner):
-        return None
-    return setup
 
 
 def reset_dashboard_auth():

@@ -158,7 +158,8 @@ class TotpSetup(BaseModel):
     expires_at = BigIntegerField()
 
 
-MODELS = (Account, RequestLog, HourlyUsage, HourlyKeyUsage, CatalogModel, DashboardSettings, DashboardSession, AuthFailure, TotpSetup)
+MODELS = (Account, RequestLog, HourlyUsage, HourlyKeyUsage, CatalogModel,
+          DashboardSettings, DashboardSession, AuthFailure, TotpSetup)
 
 
 def open_database(config):

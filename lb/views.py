@@ -3,7 +3,7 @@ import segno
 from flask import Blueprint, current_app, jsonify
 from peewee import DatabaseError
 
-from lb import auth
+from lb import auth, ratelimit, totp
 from lb.api import ApiError, body, get_str, now_ms, takes_json
 from lb.auth import login_required
 from lb.stats import enabled_models, overview
@@ -34,7 +34,7 @@ def refuse_if_totp():
 def check_password_attempt(password):
     """A wrong password is a counted failure answered 401 invalid_credentials."""
     if not auth.password_matches(password):
-        auth.fail("invalid_credentials", "Invalid password", 401)
+        ratelimit.fail("invalid_credentials", "Invalid password", 401)
 
 
 def with_session(payload, token, row):
@@ -75,7 +75,7 @@ def password_setup():
 @takes_json
 def password_login():
     require_password()
-    auth.check_rate_limit()
+    ratelimit.check_rate_limit()
     password = get_str(body(), "password")
     check_password_attempt(password)
     with db.atomic():
@@ -89,7 +89,7 @@ def password_login():
 @login_required
 def password_change():
     require_password()
-    auth.check_rate_limit()
+    ratelimit.check_rate_limit()
     data = body()
     current = get_str(data, "currentPassword")
     new = get_str(data, "newPassword", min_len=8, max_len=256)
@@ -106,7 +106,7 @@ def password_change():
 @login_required
 def password_remove():
     require_password()
-    auth.check_rate_limit()
+    ratelimit.check_rate_limit()
     check_password_attempt(get_str(body(), "password"))
     auth.reset_dashboard_auth()
     return auth.clear_cookie(jsonify(OK))
@@ -119,8 +119,8 @@ def password_remove():
 def totp_setup_start():
     require_password()
     refuse_if_totp()
-    secret, token = auth.start_totp_setup(auth.current_session())
-    uri = auth.provisioning_uri(secret)
+    secret, token = totp.start_totp_setup(auth.current_session())
+    uri = totp.provisioning_uri(secret)
     qr = segno.make(uri, error="m").svg_data_uri()
     return jsonify(secret=secret, otpauthUri=uri, qrSvgDataUri=qr, setupToken=token)
 
@@ -131,17 +131,17 @@ def totp_setup_start():
 def totp_setup_confirm():
     require_password()
     refuse_if_totp()
-    auth.check_rate_limit()
+    ratelimit.check_rate_limit()
     data = body()
     setup_token = get_str(data, "setupToken", max_len=1024)
     code = get_str(data, "code", max_len=64)
     row = auth.current_session()
-    setup = auth.pending_setup(setup_token, row)
+    setup = totp.pending_setup(setup_token, row)
     if setup is None:
-        auth.fail("invalid_setup_token", "The setup token is unknown, used or expired", 400)
-    step = auth.matching_step(setup.secret, code)
+        ratelimit.fail("invalid_setup_token", "The setup token is unknown, used or expired", 400)
+    step = totp.matching_step(setup.secret, code)
     if step is None:
-        auth.fail("invalid_totp_code", "The TOTP code is invalid or was already used", 400)
+        ratelimit.fail("invalid_totp_code", "The TOTP code is invalid or was already used", 400)
     with db.atomic():
         auth.save_settings(totp_secret=setup.secret, totp_last_step=step)
         TotpSetup.delete().execute()
@@ -160,9 +160,9 @@ def totp_setup_confirm():
 def totp_verify():
     require_password()
     require_totp()
-    auth.check_rate_limit()
+    ratelimit.check_rate_limit()
     code = get_str(body(), "code", max_len=64)
-    auth.accept_code(code)
+    totp.accept_code(code)
     old = auth.current_session()
     with db.atomic():
         # A new token once the second factor is proven; the expiry stays.
@@ -177,8 +177,8 @@ def totp_verify():
 def totp_disable():
     require_password()
     require_totp()
-    auth.check_rate_limit()
-    auth.accept_code(get_str(body(), "code", max_len=64))
+    ratelimit.check_rate_limit()
+    totp.accept_code(get_str(body(), "code", max_len=64))
     auth.save_settings(totp_secret=None, totp_last_step=0)
     return jsonify(OK)
 
