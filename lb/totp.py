@@ -6,9 +6,9 @@ import secrets
 import pyotp
 
 from lb.api import now_ms
-from lb.auth import constant_equal, token_hash
+from lb.auth import constant_equal, save_settings, token_hash
 from lb.ratelimit import fail
-from lb.store import DashboardSettings, TotpSetup, db
+from lb.store import DashboardSession, DashboardSettings, TotpSetup, db
 
 ISSUER = "Codex-LB"
 STEP = 30
@@ -70,3 +70,14 @@ def pending_setup(token, row):
     if setup is None or setup.expires_at <= now_ms() or not constant_equal(setup.session_hash, owner):
         return None
     return setup
+
+
+def enable(setup, step, row):
+    """Turn TOTP on with a confirmed setup; return the confirming session, now verified."""
+    with db.atomic():
+        save_settings(totp_secret=setup.secret, totp_last_step=step)
+        TotpSetup.delete().execute()
+        # Every other session must prove the new second factor before its next request.
+        DashboardSession.update(totp_verified=False).where(DashboardSession.token_hash != row.token_hash).execute()
+        DashboardSession.update(totp_verified=True).where(DashboardSession.token_hash == row.token_hash).execute()
+    return DashboardSession.get_by_id(row.token_hash)

@@ -7,7 +7,7 @@ from lb import auth, ratelimit, totp
 from lb.api import ApiError, body, get_str, now_ms, takes_json
 from lb.auth import login_required
 from lb.stats import enabled_models, overview
-from lb.store import DashboardSession, DashboardSettings, TotpSetup, db
+from lb.store import DashboardSettings, db
 
 auth_bp = Blueprint("dashboard_auth", __name__, url_prefix="/api/dashboard-auth")
 dashboard_bp = Blueprint("dashboard", __name__, url_prefix="/api")
@@ -142,16 +142,7 @@ def totp_setup_confirm():
     step = totp.matching_step(setup.secret, code)
     if step is None:
         ratelimit.fail("invalid_totp_code", "The TOTP code is invalid or was already used", 400)
-    with db.atomic():
-        auth.save_settings(totp_secret=setup.secret, totp_last_step=step)
-        TotpSetup.delete().execute()
-        # Every other session must prove the new second factor before its next request.
-        DashboardSession.update(totp_verified=False).execute()
-        if row is not None:
-            DashboardSession.update(totp_verified=True).where(
-                DashboardSession.token_hash == row.token_hash).execute()
-            row = DashboardSession.get_by_id(row.token_hash)
-    return jsonify(auth.state(row))
+    return jsonify(auth.state(totp.enable(setup, step, row)))
 
 
 @auth_bp.post("/totp/verify")
