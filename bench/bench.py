@@ -28,7 +28,6 @@ sys.path.insert(0, ROOT)
 PASSWORD = "benchmark password"
 INGEST_TOKEN = "bench-ingest-token"
 DAY_MS = 24 * 3600 * 1000
-HOUR_MS = 3600 * 1000
 MODELS = ("gpt-5.3-codex", "gpt-5.2", "gpt-5.1-codex", "gpt-5.1-codex-mini", "gpt-4o-mini", "o3-pro")
 STATUSES = ("ok",) * 95 + ("error", "rate_limit", "quota", "cancelled", "cancelled")
 TARGETS = {  # from the issue; printed beside the figures, never asserted
@@ -142,6 +141,22 @@ def latencies(client, path, count):
     return times
 
 
+def page_latency(client, depth, repeat=20):
+    """p50 of the first page of request logs, and of page ``depth`` reached by following cursors."""
+    def p50(path):
+        return statistics.median(latencies(client, path, repeat))
+
+    first = p50("/api/request-logs?limit=50")
+    path, reached = "/api/request-logs?limit=50", 1
+    while reached < depth:
+        _, data = client.call("GET", path)
+        cursor = json.loads(data)["nextCursor"]
+        if cursor is None:
+            break
+        path, reached = f"/api/request-logs?limit=50&cursor={cursor}", reached + 1
+    return first, p50(path), reached
+
+
 def _hammer(args):
     port, cookie, seconds = args
     client = Client(port, cookie)
@@ -185,40 +200,18 @@ def ingest_rate(client, batches, seed=2):
     return batches * 1000 / (time.perf_counter() - started)
 
 
-# -- the floor: the same figures by plain SQL in this process ---------------------
-
-FLOOR_SQL = """
-SELECT
-  (SELECT COUNT(*) FROM account),
-  (SELECT COUNT(*) FROM account WHERE status = 'active'),
-  (SELECT COUNT(*) FROM account WHERE status = 'paused'),
-  (SELECT COUNT(*) FROM account WHERE status = 'rate_limited'),
-  (SELECT COUNT(*) FROM account WHERE status = 'quota_exceeded'),
-  (SELECT COUNT(*) FROM account WHERE status = 'deactivated'),
-  s.i, s.o, s.c, s.cost, w.n + r.n, w.f + r.f, w.x + r.x
-FROM
-  (SELECT SUM(input_tokens) i, SUM(output_tokens) o, SUM(cached_input_tokens) c, SUM(cost) cost
-     FROM hourly_usage WHERE hour >= :ps AND hour < :pe) s,
-  (SELECT COALESCE(SUM(requests), 0) n, COALESCE(SUM(failures), 0) f, COALESCE(SUM(cancelled), 0) x
-     FROM hourly_usage WHERE hour >= :wh) w,
-  (SELECT COUNT(*) n, COALESCE(SUM(status IN ('error', 'rate_limit', 'quota')), 0) f,
-          COALESCE(SUM(status = 'cancelled'), 0) x
-     FROM request_log WHERE requested_at >= :wa AND requested_at < :wh * 3600000) r
-"""
-
+# -- the floor: the same figures by plain SQL in this process -----------------
 
 def floor_ms(db_path, runs=30):
-    from lb.stats import billing_period
+    """The overview's one statement, run by plain sqlite3 with no framework around it."""
+    from lb.stats import OVERVIEW_SQL, overview_params
 
     conn = sqlite3.connect(db_path)
     times = []
     for _ in range(runs):
         started = time.perf_counter()
-        now = int(time.time() * 1000)
-        start, end = billing_period(now, 1)
-        after = now - DAY_MS + 1
-        params = {"ps": start // HOUR_MS, "pe": end // HOUR_MS, "wa": after, "wh": -(-after // HOUR_MS)}
-        conn.execute(FLOOR_SQL, params).fetchone()
+        _, _, params = overview_params(int(time.time() * 1000), 1)
+        conn.execute(OVERVIEW_SQL, params).fetchone()
         times.append((time.perf_counter() - started) * 1000)
     conn.close()
     return statistics.median(times)
@@ -244,6 +237,7 @@ def measure(data_dir, size, opts):
         latencies(client, "/api/dashboard/overview", opts.warmup)
         overview = latencies(client, "/api/dashboard/overview", opts.requests)
         models = latencies(client, "/api/models", opts.requests)
+        first_page, deep_page, depth = page_latency(client, opts.depth)
         rps, errors = throughput(port, cookie, opts.clients, opts.duration)
         ingest = ingest_rate(client, opts.batches)
         rss = rss_mb(server.pid)
@@ -256,6 +250,8 @@ def measure(data_dir, size, opts):
         "logs": logs, "build_s": round(built, 1),
         "overview_p50_ms": round(p50, 2), "overview_p95_ms": round(percentile(overview, 95), 2),
         "models_p50_ms": round(statistics.median(models), 2),
+        "logs_page1_p50_ms": round(first_page, 2), "logs_deep_page": depth,
+        "logs_deep_page_p50_ms": round(deep_page, 2),
         "overview_rps": round(rps), "overview_errors": errors,
         "ingest_rows_per_s": round(ingest), "rss_mb": round(rss, 1),
         "floor_p50_ms": round(floor, 3), "ratio": round(p50 / floor, 1) if floor else None,
@@ -264,6 +260,8 @@ def measure(data_dir, size, opts):
 
 COLUMNS = (("logs", "logs", "{:,}"), ("overview p50 ms", "overview_p50_ms", "{}"),
            ("p95 ms", "overview_p95_ms", "{}"), ("models p50 ms", "models_p50_ms", "{}"),
+           ("page 1 ms", "logs_page1_p50_ms", "{}"), ("deep page", "logs_deep_page", "{}"),
+           ("deep page ms", "logs_deep_page_p50_ms", "{}"),
            ("req/s (8 clients)", "overview_rps", "{:,}"), ("errors", "overview_errors", "{}"),
            ("ingest rows/s", "ingest_rows_per_s", "{:,}"), ("RSS MB", "rss_mb", "{}"),
            ("floor ms", "floor_p50_ms", "{}"), ("p50/floor", "ratio", "{}"))
@@ -287,8 +285,8 @@ def main(argv=None):
     parser.add_argument("--out", default=os.path.join(ROOT, "bench-results", "bench.json"))
     opts = parser.parse_args(argv)
     sizes = [int(s) for s in opts.sizes.split(",")] + ([10_000_000] if opts.ten_million else [])
-    opts.warmup, opts.requests, opts.clients, opts.duration, opts.batches = (
-        (5, 20, 2, 1, 2) if opts.smoke else (50, 200, 8, 10, 20))
+    opts.warmup, opts.requests, opts.clients, opts.duration, opts.batches, opts.depth = (
+        (5, 20, 2, 1, 2, 5) if opts.smoke else (50, 200, 8, 10, 20, 1000))
     results = [measure(os.path.join(opts.data, f"logs-{size}"), size, opts) for size in sizes]
     print(table(results))
     print("targets: " + ", ".join(f"{k} {v}" for k, v in TARGETS.items()))

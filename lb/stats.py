@@ -65,12 +65,17 @@ FROM
 """
 
 
-def overview_figures(now, cycle_day):
-    """The raw figures of the overview: one row of integers (cost in micro-USD)."""
+def overview_params(now, cycle_day):
+    """The billing period [start, end) and the parameters of OVERVIEW_SQL."""
     start, end = billing_period(now, cycle_day)
     after = now - DAY_MS + 1  # requestedAt > now - 24 h
     first_hour = -(-after // HOUR_MS)
-    params = (start // HOUR_MS, end // HOUR_MS, first_hour, after, first_hour * HOUR_MS)
+    return start, end, (start // HOUR_MS, end // HOUR_MS, first_hour, after, first_hour * HOUR_MS)
+
+
+def overview_figures(now, cycle_day):
+    """The raw figures of the overview: one row of integers (cost in micro-USD)."""
+    start, end, params = overview_params(now, cycle_day)
     row = db.execute_sql(portable(OVERVIEW_SQL), params).fetchone()
     return start, end, [int(v) for v in row]
 
