@@ -18,8 +18,10 @@ run: $(VENV)/.installed
 serve: $(VENV)/.installed
 	$(BIN)/python app.py --waitress
 
+# The suite twice: on SQLite files, then on a throwaway PostgreSQL server.
 test: $(VENV)/.installed
 	$(BIN)/python -m pytest
+	scripts/with-postgres.sh $(BIN)/python -m pytest
 
 demo: $(VENV)/.installed
 	$(BIN)/flask --app lb demo-data

@@ -11,6 +11,10 @@ from lb.store import ACCOUNT_STATUSES, Account, db
 EMAIL = re.compile(r"[^@\s\x00-\x1f\x7f]+@[^@\s\x00-\x1f\x7f.][^@\s\x00-\x1f\x7f]*\.[^@\s\x00-\x1f\x7f.]+")
 
 
+# What new_id can produce (older or hand-made ids included); anything else is unknown.
+ACCOUNT_ID = re.compile(r"[A-Za-z0-9_-]{1,40}")
+
+
 def new_id():
     # 96 random bits: an id is never handed out twice, even after a delete.
     return "acc_" + secrets.token_urlsafe(12)
@@ -28,10 +32,14 @@ def as_json(account):
     }
 
 
+def not_found():
+    return ApiError(404, "account_not_found", "Account not found")
+
+
 def find(account_id):
-    account = Account.get_or_none(Account.id == account_id)
+    account = Account.get_or_none(Account.id == account_id) if ACCOUNT_ID.fullmatch(account_id) else None
     if account is None:
-        raise ApiError(404, "account_not_found", "Account not found")
+        raise not_found()
     return account
 
 
@@ -88,8 +96,8 @@ def update(account_id, data):
 def delete(account_id):
     """Remove the account; its request logs keep its id."""
     with db.atomic():
-        if not Account.delete().where(Account.id == account_id).execute():
-            raise ApiError(404, "account_not_found", "Account not found")
+        if not ACCOUNT_ID.fullmatch(account_id) or not Account.delete().where(Account.id == account_id).execute():
+            raise not_found()
 
 
 def all_accounts():

@@ -64,6 +64,8 @@ def get_str(obj, name, label=None, *, required=True, default=None, min_len=0, ma
         return default
     if not isinstance(value, str):
         raise invalid(label, "must be a string")
+    if "\x00" in value:  # PostgreSQL cannot store it, and no name needs it
+        raise invalid(label, "must not contain NUL characters")
     if not value.isascii():
         try:
             value.encode("utf-8")

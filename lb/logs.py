@@ -5,7 +5,7 @@ import hmac
 
 from flask import current_app, request
 
-from lb.api import get_choice, invalid, iso, parse_time
+from lb.api import get_choice, get_str, invalid, iso, parse_time
 from lb.store import LOG_STATUSES, RequestLog
 
 DEFAULT_LIMIT = 50
@@ -78,9 +78,9 @@ def page(args):
     limit = int(limit)
     query = time_range(RequestLog.select(), query_time("since"), query_time("until"))
     if "accountId" in args:
-        query = query.where(RequestLog.account_id == args["accountId"])
+        query = query.where(RequestLog.account_id == get_str(args, "accountId"))
     if "model" in args:
-        query = query.where(RequestLog.model == args["model"])
+        query = query.where(RequestLog.model == get_str(args, "model"))
     if "status" in args:
         query = query.where(RequestLog.status == get_choice(args, "status", LOG_STATUSES))
     if "cursor" in args:

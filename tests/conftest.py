@@ -1,14 +1,31 @@
-"""Fixtures: a fresh app and SQLite file per test, and an injected clock."""
-import os
+"""Fixtures: a fresh app and database per test, and an injected clock.
 
+The database is a SQLite file under the test's tmp_path, or, when
+LB_TEST_DATABASE_URL names a PostgreSQL server (``make test`` starts one
+when PostgreSQL is installed), that database emptied before each test.
+"""
 import pytest
 
-from helpers import BOOTSTRAP, INGEST, Clock, setup_password
-from lb import create_app
+from helpers import BOOTSTRAP, INGEST, POSTGRES_URL, Clock, empty_postgres, setup_password
+from lb import create_app, store
+
+
+def pytest_report_header():
+    return f"database: {'PostgreSQL ' + POSTGRES_URL if POSTGRES_URL else 'SQLite'}"
+
+
+def pytest_collection_modifyitems(config, items):
+    """Under PostgreSQL, leave out the tests that are about SQLite itself (they run in the SQLite pass)."""
+    if POSTGRES_URL:
+        kept = [item for item in items if "sqlite_only" not in item.keywords]
+        config.hook.pytest_deselected(items=[item for item in items if item not in kept])
+        items[:] = kept
 
 
 @pytest.fixture(autouse=True)
 def _clean_environment(monkeypatch):
+    import os
+
     for name in list(os.environ):
         if name.startswith("LB_"):
             monkeypatch.delenv(name)
@@ -21,7 +38,9 @@ def clock():
 
 @pytest.fixture
 def make_app(tmp_path, clock):
-    """Build an app on this test's own data directory, with extra settings."""
+    """Build an app on this test's own data directory (and database), with extra settings."""
+    if POSTGRES_URL:
+        empty_postgres()
 
     def make(**overrides):
         settings = {
@@ -33,10 +52,14 @@ def make_app(tmp_path, clock):
             "BOOTSTRAP_TOKEN": BOOTSTRAP,
             "INGEST_TOKEN": INGEST,
         }
+        if POSTGRES_URL:
+            settings["DATABASE_URL"] = POSTGRES_URL
         settings.update(overrides)
         return create_app(settings)
 
-    return make
+    yield make
+    if store.db.obj is not None:
+        store.db.obj.close_all()  # pooled connections would pile up over the suite
 
 
 @pytest.fixture

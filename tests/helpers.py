@@ -1,7 +1,14 @@
 """Helpers and constants shared by the tests."""
+import os
 from datetime import datetime, timezone
 
 import pyotp
+from playhouse.db_url import connect as connect_url
+
+from lb import store
+
+# Set by `make test` for its PostgreSQL pass; unset, the tests use SQLite files.
+POSTGRES_URL = os.environ.get("LB_TEST_DATABASE_URL")
 
 START = datetime(2026, 11, 25, 7, 0, 0, tzinfo=timezone.utc).timestamp()
 PASSWORD = "correct horse battery"
@@ -71,3 +78,10 @@ def denied(response):
     """The JSON body of a 401 answer."""
     assert response.status_code == 401, response.get_json()
     return response.get_json()
+
+
+def empty_postgres():
+    """Drop every table of the test database, so the next app starts from nothing."""
+    database = connect_url(POSTGRES_URL)
+    with database.connection_context(), database.bind_ctx(store.MODELS):
+        database.drop_tables(store.MODELS, safe=True, cascade=True)

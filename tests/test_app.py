@@ -18,6 +18,7 @@ def test_healthz_answers_ok_without_auth(authed, app):
     assert response.get_json() == {"status": "ok"}
 
 
+@pytest.mark.sqlite_only
 def test_healthz_is_unavailable_when_the_database_cannot_be_reached(app, client, tmp_path, caplog):
     assert store.db.is_closed()  # every request and the factory give their connection back
     database = store.db.obj

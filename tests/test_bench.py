@@ -7,6 +7,9 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, "bench"))
 
 import bench  # noqa: E402
+import pytest  # noqa: E402
+
+pytestmark = pytest.mark.sqlite_only  # the benchmark measures the embedded SQLite default
 
 
 def test_smoke_run_writes_every_figure(tmp_path, capsys):

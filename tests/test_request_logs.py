@@ -214,10 +214,11 @@ def test_tampered_cursors_are_422(authed, tamper):
     assert message(response).startswith("cursor ")
 
 
-def test_a_cursor_from_another_installation_is_422(make_app, tmp_path, authed):
+def test_a_cursor_signed_with_another_key_is_422(make_app, authed):
     ingest(authed, [{"model": "m"}] * 3)
     cursor = fetch(authed, "limit=1")["nextCursor"]
-    other = make_app(DATA_DIR=str(tmp_path / "other")).test_client()
+    other = make_app(SECRET_KEY="another installation's key").test_client()
+    other.set_cookie("dashboard_session", authed.get_cookie("dashboard_session").value)
     response = other.get(LOGS, query_string={"cursor": cursor})
     assert error(response) == (422, "validation_error")
 

@@ -16,6 +16,8 @@ from concurrent.futures import ProcessPoolExecutor
 
 import pytest
 
+from helpers import POSTGRES_URL, empty_postgres
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TOKEN = "server-test-ingest-token"
 
@@ -47,6 +49,8 @@ class Server:
     def start(self):
         env = {k: v for k, v in os.environ.items() if not k.startswith("LB_")}
         env.update(LB_DATA_DIR=self.data_dir, LB_PORT=str(self.port), LB_INGEST_TOKEN=TOKEN, LB_THREADS="4")
+        if POSTGRES_URL:
+            env["LB_DATABASE_URL"] = POSTGRES_URL
         self.proc = subprocess.Popen([sys.executable, os.path.join(ROOT, "app.py"), "--waitress"], env=env,
                                      stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         deadline = time.monotonic() + 30
@@ -73,6 +77,8 @@ class Server:
 
 @pytest.fixture
 def server(tmp_path):
+    if POSTGRES_URL:
+        empty_postgres()
     srv = Server(tmp_path / "data").start()
     yield srv
     srv.stop()
