@@ -8,7 +8,7 @@ from lb.store import LOG_STATUSES, Account, RequestLog, cost_micros, db, portabl
 MAX_BATCH = 1000
 MAX_TOKENS = 10**12
 FUTURE_MS = 5 * 60 * 1000  # how far ahead of the clock a log may be stamped
-INSERT_CHUNK = 500  # rows per INSERT, well under SQLite's bound-variable limit
+LOOKUP_CHUNK = 500  # requestIds per IN (...), well under SQLite's bound-variable limit
 
 COLUMNS = (
     RequestLog.request_id, RequestLog.requested_at, RequestLog.account_id, RequestLog.model,
@@ -82,7 +82,7 @@ def store_batch(rows):
         _check_accounts(rows)
         ids = [row[0] for row in rows if row[0] is not None]
         seen = set()
-        for part in chunked(ids, INSERT_CHUNK):
+        for part in chunked(ids, LOOKUP_CHUNK):
             seen.update(r for (r,) in RequestLog.select(RequestLog.request_id)
                         .where(RequestLog.request_id.in_(part)).tuples())
         fresh = []

@@ -182,8 +182,10 @@ def open_database(config):
             check_same_thread=False,  # a pooled connection serves one thread at a time, not always the same
         )
     if url.startswith(("postgres://", "postgresql://")):
-        url = url.replace("://", "+pool://", 1)  # pooled, like SQLite above
-    return connect_url(url, autoconnect=False, max_connections=None, stale_timeout=600)
+        # Pooled, like SQLite above.
+        return connect_url(url.replace("://", "+pool://", 1), autoconnect=False, max_connections=None,
+                           stale_timeout=600)
+    return connect_url(url, autoconnect=False)
 
 
 @functools.lru_cache(maxsize=64)
