@@ -58,7 +58,8 @@ def build(data_dir, size, seed=1):
             rows = []
             for _ in range(min(chunk, size - done)):
                 tin = rng.randrange(200, 20000)
-                rows.append([None, now - rng.randrange(35 * DAY_MS), rng.choice(ids), rng.choice(MODELS),
+                rows.append([f"{rng.getrandbits(128):032x}", now - rng.randrange(35 * DAY_MS), rng.choice(ids),
+                             rng.choice(MODELS),
                              tin, rng.randrange(50, 4000), rng.randrange(tin), rng.choice(STATUSES),
                              None, rng.randrange(200, 9000), 0])
             ingest.store_batch(rows)
@@ -182,13 +183,15 @@ def throughput(port, cookie, clients, seconds):
     return done / elapsed, sum(r[1] for r in results)
 
 
-def ingest_rate(client, batches, seed=2):
-    rng = random.Random(seed)
-    now = int(time.time() * 1000)
+def ingest_rate(client, batches, account_ids):
+    """Rows per second of 1000-row batches shaped like a gateway's: fresh requests, each with its id."""
+    rng = random.Random()
+    now = time.time()
     payloads = []
     for _ in range(batches):
         payloads.append({"requests": [
-            {"requestedAt": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime((now - rng.randrange(DAY_MS)) / 1000)),
+            {"requestId": f"{rng.getrandbits(128):032x}", "accountId": rng.choice(account_ids),
+             "requestedAt": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(now - rng.randrange(60))),
              "model": rng.choice(MODELS), "inputTokens": 1000, "cachedInputTokens": 100, "outputTokens": 200,
              "status": rng.choice(STATUSES), "latencyMs": 900}
             for _ in range(1000)]})
@@ -239,7 +242,8 @@ def measure(data_dir, size, opts):
         models = latencies(client, "/api/models", opts.requests)
         first_page, deep_page, depth = page_latency(client, opts.depth)
         rps, errors = throughput(port, cookie, opts.clients, opts.duration)
-        ingest = ingest_rate(client, opts.batches)
+        _, data = client.call("GET", "/api/accounts")
+        ingest = ingest_rate(client, opts.batches, [a["id"] for a in json.loads(data)["accounts"]])
         rss = rss_mb(server.pid)
     finally:
         server.terminate()
