@@ -1,5 +1,5 @@
 """Request-log ingest: validate a whole batch, then store it in one transaction."""
-from peewee import PostgresqlDatabase, chunked
+from peewee import chunked
 
 from lb import summary
 from lb.api import get_choice, get_int, get_str, invalid, parse_time
@@ -8,7 +8,7 @@ from lb.store import LOG_STATUSES, Account, RequestLog, cost_micros, db, portabl
 MAX_BATCH = 1000
 MAX_TOKENS = 10**12
 FUTURE_MS = 5 * 60 * 1000  # how far ahead of the clock a log may be stamped
-LOOKUP_CHUNK = 500  # requestIds per IN (...), well under SQLite's bound-variable limit
+INSERT_CHUNK = 500  # rows per INSERT: 5,500 parameters, well under SQLite's limit
 
 COLUMNS = (
     RequestLog.request_id, RequestLog.requested_at, RequestLog.account_id, RequestLog.model,
@@ -18,8 +18,7 @@ COLUMNS = (
 
 
 # Hand-written: peewee's multi-row INSERT spends more time building SQL than SQLite storing it.
-INSERT_SQL = "INSERT INTO request_log ({}) VALUES ({})".format(
-    ", ".join(c.column_name for c in COLUMNS), ", ".join("?" * len(COLUMNS)))
+COLUMN_NAMES = ", ".join(c.column_name for c in COLUMNS)
 
 
 def validate_item(item, index, now):
@@ -69,34 +68,30 @@ def _check_accounts(rows):
             raise invalid(f"requests[{index}].accountId", "names no account")
 
 
+def _insert_sql(count):
+    """INSERT of ``count`` rows that skips known requestIds and returns the rows it stored."""
+    values = ", ".join(["(" + ", ".join("?" * len(COLUMNS)) + ")"] * count)
+    return portable(f"INSERT INTO request_log ({COLUMN_NAMES}) VALUES {values} "
+                    f"ON CONFLICT (request_id) DO NOTHING RETURNING {COLUMN_NAMES}")
+
+
 def store_batch(rows):
     """Store validated rows all-or-nothing; return (accepted, duplicates).
 
-    A ``requestId`` already stored, or seen earlier in the batch, is skipped.
+    A ``requestId`` already stored, or seen earlier in the batch, is skipped:
+    the unique index decides, so concurrent batches cannot both store one.
     """
     prices = price_table()
+    for row in rows:
+        row[10] = cost_micros(prices.get(row[3]), row[4], row[6], row[5])
+    stored = []
     with db.atomic():
-        if isinstance(db.obj, PostgresqlDatabase):
-            # SQLite's IMMEDIATE lock already serialises ingests; PostgreSQL needs one.
-            db.execute_sql("SELECT pg_advisory_xact_lock(2455)")
         _check_accounts(rows)
-        ids = [row[0] for row in rows if row[0] is not None]
-        seen = set()
-        for part in chunked(ids, LOOKUP_CHUNK):
-            seen.update(r for (r,) in RequestLog.select(RequestLog.request_id)
-                        .where(RequestLog.request_id.in_(part)).tuples())
-        fresh = []
-        for row in rows:
-            if row[0] is not None:
-                if row[0] in seen:
-                    continue
-                seen.add(row[0])
-            row[10] = cost_micros(prices.get(row[3]), row[4], row[6], row[5])
-            fresh.append(row)
-        if fresh:
-            db.cursor().executemany(portable(INSERT_SQL), fresh)
-        summary.add_rows(fresh)  # same transaction: summaries never drift from the logs
-    return len(fresh), len(rows) - len(fresh)
+        for part in chunked(rows, INSERT_CHUNK):
+            params = [value for row in part for value in row]
+            stored += db.execute_sql(_insert_sql(len(part)), params).fetchall()
+        summary.add_rows(stored)  # same transaction: summaries never drift from the logs
+    return len(stored), len(rows) - len(stored)
 
 
 def ingest(data, now):
