@@ -59,8 +59,8 @@ FROM
           COALESCE(SUM(cancelled), 0) AS cancelled
      FROM hourly_usage WHERE hour >= ?) AS w,
   (SELECT COUNT(*) AS requests,
-          COALESCE(SUM(CASE WHEN status IN ('error', 'rate_limit', 'quota') THEN 1 ELSE 0 END), 0) AS failures,
-          COALESCE(SUM(CASE WHEN status = 'cancelled' THEN 1 ELSE 0 END), 0) AS cancelled
+          COUNT(*) FILTER (WHERE status IN ('error', 'rate_limit', 'quota')) AS failures,
+          COUNT(*) FILTER (WHERE status = 'cancelled') AS cancelled
      FROM request_log WHERE requested_at >= ? AND requested_at < ?) AS r
 """
 
