@@ -107,16 +107,14 @@ def range_sums(since, until=None, by=None):
     Returns {key: [requests, failures, cancelled, input, output, cached, cost]};
     without ``by`` the one key is None. Logs without an account have key None.
     """
-    first_hour = -(-since // HOUR_MS)  # the first whole hour starts at or after since
-    end_hour = None if until is None else until // HOUR_MS
-    raw_ranges = []
-    if end_hour is not None and end_hour <= first_hour:
-        raw_ranges.append((since, until))  # no whole hour inside: all raw
-        end_hour = first_hour
+    # Whole hours [first_hour, end_hour) come from the summary, the edges from raw logs.
+    first_hour = -(-since // HOUR_MS)
+    if until is None:
+        end_hour = None
+        raw_ranges = [(since, first_hour * HOUR_MS)]
     else:
-        raw_ranges.append((since, first_hour * HOUR_MS))
-        if until is not None:
-            raw_ranges.append((end_hour * HOUR_MS, until))
+        end_hour = max(first_hour, until // HOUR_MS)
+        raw_ranges = [(since, min(first_hour * HOUR_MS, until)), (end_hour * HOUR_MS, until)]
 
     results = defaultdict(_zero)
 
