@@ -2,7 +2,7 @@
 from peewee import chunked
 
 from lb import summary
-from lb.api import get_choice, get_int, get_str, invalid, parse_time
+from lb.api import ApiError, get_choice, get_int, get_str, invalid, parse_time
 from lb.store import LOG_STATUSES, Account, RequestLog, cost_micros, db, portable, price_table
 
 MAX_BATCH = 1000
@@ -22,30 +22,36 @@ COLUMN_NAMES = ", ".join(c.column_name for c in COLUMNS)
 
 
 def validate_item(item, index, now):
-    """Return a row tuple (cost still 0) for one item, or raise a 422 naming ``requests[i].field``."""
-    label = f"requests[{index}]"
+    """Return a row (cost still 0) for one item, or raise a 422 naming ``requests[i].field``."""
     if not isinstance(item, dict):
-        raise invalid(label, "must be an object")
+        raise invalid(f"requests[{index}]", "must be an object")
+    try:
+        return _row(item, now)
+    except ApiError as exc:
+        # The field checks name the field; the item's place is added only on failure.
+        exc.message = f"requests[{index}].{exc.message}"
+        raise
 
-    def name(field):
-        return f"{label}.{field}"
 
-    request_id = get_str(item, "requestId", name("requestId"), required=False, min_len=1, max_len=200)
+def _row(item, now):
+    request_id = get_str(item, "requestId", required=False, min_len=1, max_len=200)
     requested_at = now
     if item.get("requestedAt") is not None:
-        requested_at = parse_time(item["requestedAt"], name("requestedAt"))
+        requested_at = parse_time(item["requestedAt"], "requestedAt")
         if requested_at > now + FUTURE_MS:
-            raise invalid(name("requestedAt"), "must not be more than 5 minutes in the future")
-    account_id = get_str(item, "accountId", name("accountId"), required=False, max_len=40)
-    model = get_str(item, "model", name("model"), min_len=1, max_len=128)
-    tokens = [get_int(item, f, name(f), default=0, high=MAX_TOKENS)
-              for f in ("inputTokens", "outputTokens", "cachedInputTokens")]
-    if tokens[2] > tokens[0]:
-        raise invalid(name("cachedInputTokens"), "must not exceed inputTokens")
-    status = get_choice(item, "status", LOG_STATUSES, name("status"), default="ok")
-    error_code = get_str(item, "errorCode", name("errorCode"), required=False, max_len=200)
-    latency = get_int(item, "latencyMs", name("latencyMs"), high=10**9)
-    return [request_id, requested_at, account_id, model, *tokens, status, error_code, latency, 0]
+            raise invalid("requestedAt", "must not be more than 5 minutes in the future")
+    account_id = get_str(item, "accountId", required=False, max_len=40)
+    model = get_str(item, "model", min_len=1, max_len=128)
+    input_tokens = get_int(item, "inputTokens", default=0, high=MAX_TOKENS)
+    output_tokens = get_int(item, "outputTokens", default=0, high=MAX_TOKENS)
+    cached_tokens = get_int(item, "cachedInputTokens", default=0, high=MAX_TOKENS)
+    if cached_tokens > input_tokens:
+        raise invalid("cachedInputTokens", "must not exceed inputTokens")
+    status = get_choice(item, "status", LOG_STATUSES, default="ok")
+    error_code = get_str(item, "errorCode", required=False, max_len=200)
+    latency = get_int(item, "latencyMs", high=10**9)
+    return [request_id, requested_at, account_id, model, input_tokens, output_tokens, cached_tokens,
+            status, error_code, latency, 0]
 
 
 def validate_batch(data, now):

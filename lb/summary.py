@@ -29,10 +29,15 @@ def add_rows(rows):
     by_hour, by_key = defaultdict(_zero), defaultdict(_zero)
     for _, at, account, model, tin, tout, tcached, status, _, _, cost in rows:
         hour = at // HOUR_MS
-        values = (1, status in FAILED_STATUSES, status == "cancelled", tin, tout, tcached, cost)
-        for target in (by_hour[hour], by_key[(hour, account or NO_ACCOUNT, model)]):
-            for i, value in enumerate(values):
-                target[i] += value
+        failed, cancelled = status in FAILED_STATUSES, status == "cancelled"
+        for sums in (by_hour[hour], by_key[(hour, account or NO_ACCOUNT, model)]):
+            sums[0] += 1
+            sums[1] += failed
+            sums[2] += cancelled
+            sums[3] += tin
+            sums[4] += tout
+            sums[5] += tcached
+            sums[6] += cost
     _upsert(HourlyUsage, ("hour",), by_hour)
     _upsert(HourlyKeyUsage, ("hour", "account_id", "model"), by_key)
 
