@@ -7,7 +7,6 @@ from datetime import datetime, timedelta, timezone
 from flask import current_app, g, jsonify, request
 from werkzeug.exceptions import HTTPException
 
-log = logging.getLogger(__name__)
 access_log = logging.getLogger("lb.access")
 
 EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)

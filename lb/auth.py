@@ -2,7 +2,6 @@
 import hashlib
 import hmac
 import ipaddress
-import logging
 import math
 import secrets
 from functools import wraps
@@ -14,8 +13,6 @@ from werkzeug.security import check_password_hash, generate_password_hash
 
 from lb.api import ApiError, iso, now_ms
 from lb.store import AuthFailure, DashboardSession, DashboardSettings, TotpSetup, db, portable, settings
-
-log = logging.getLogger(__name__)
 
 COOKIE = "dashboard_session"
 SESSION_MS = 12 * 3600 * 1000
