@@ -32,14 +32,10 @@ def as_json(account):
     }
 
 
-def not_found():
-    return ApiError(404, "account_not_found", "Account not found")
-
-
 def find(account_id):
     account = Account.get_or_none(Account.id == account_id) if ACCOUNT_ID.fullmatch(account_id) else None
     if account is None:
-        raise not_found()
+        raise ApiError(404, "account_not_found", "Account not found")
     return account
 
 
@@ -64,12 +60,10 @@ def create(data):
     now = now_ms()
     try:
         with db.atomic():
-            if Account.select().where(Account.email_key == email.lower()).exists():
-                raise ApiError(409, "account_exists", "An account with this email already exists")
             return Account.create(id=new_id(), email=email, email_key=email.lower(), plan_type=plan_type,
                                   status=status, status_reason=reason, created_at=now, updated_at=now)
     except IntegrityError:
-        # A concurrent create won the unique index.
+        # The unique index on the lower-cased email decides, concurrent creates included.
         raise ApiError(409, "account_exists", "An account with this email already exists") from None
 
 
@@ -96,8 +90,7 @@ def update(account_id, data):
 def delete(account_id):
     """Remove the account; its request logs keep its id."""
     with db.atomic():
-        if not ACCOUNT_ID.fullmatch(account_id) or not Account.delete().where(Account.id == account_id).execute():
-            raise not_found()
+        find(account_id).delete_instance()
 
 
 def all_accounts():

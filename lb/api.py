@@ -10,7 +10,7 @@ from werkzeug.exceptions import HTTPException
 access_log = logging.getLogger("lb.access")
 
 EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
-LATEST_MS = (datetime(9999, 12, 31, tzinfo=timezone.utc) - EPOCH) // timedelta(milliseconds=1)
+LATEST_MS = (datetime(9999, 12, 31, 23, 59, 59, 999000, tzinfo=timezone.utc) - EPOCH) // timedelta(milliseconds=1)
 BODY_METHODS = ("POST", "PUT", "PATCH", "DELETE")
 HTTP_CODES = {
     400: "bad_request",
@@ -126,7 +126,7 @@ def parse_time(value, label):
         ms = (moment - EPOCH) // timedelta(milliseconds=1)
     except OverflowError:
         ms = -1
-    if not 0 <= ms < LATEST_MS:
+    if not 0 <= ms <= LATEST_MS:
         raise invalid(label, "must lie between 1970 and 9999 (UTC)")
     return ms
 
@@ -141,6 +141,10 @@ def _reject_constant(name):
     raise ValueError(f"{name} is not JSON")
 
 
+def too_large(limit):
+    return ApiError(413, "payload_too_large", f"Request body is larger than {limit} bytes")
+
+
 def _read_body():
     """Checks in contract order: size (413), content type (415), JSON (400)."""
     g.started = time.perf_counter()
@@ -151,7 +155,7 @@ def _read_body():
     length = request.content_length
     limit = current_app.config["MAX_CONTENT_LENGTH"]
     if length is not None and length > limit:
-        raise ApiError(413, "payload_too_large", f"Request body is larger than {limit} bytes")
+        raise too_large(limit)
     chunked = "chunked" in request.headers.get("Transfer-Encoding", "").lower()
     if not wants_body and not length and not chunked:
         return
@@ -161,7 +165,7 @@ def _read_body():
     request.max_content_length = limit + 1
     data = request.get_data(cache=True)
     if len(data) > limit:
-        raise ApiError(413, "payload_too_large", f"Request body is larger than {limit} bytes")
+        raise too_large(limit)
     if not wants_body and not data:
         return
     try:
@@ -189,10 +193,9 @@ def _http_error(exc):
     if exc.code == 500:
         # Flask has logged the traceback already; the client learns nothing.
         return envelope(500, "internal_error", "Unexpected error")
-    headers = {"Allow": exc.valid_methods and ", ".join(exc.valid_methods)} if exc.code == 405 else {}
-    code = HTTP_CODES.get(exc.code, "http_error")
+    headers = {"Allow": ", ".join(exc.valid_methods)} if getattr(exc, "valid_methods", None) else {}
     message = "Not found" if exc.code == 404 else exc.name
-    return envelope(exc.code or 500, code, message, {k: v for k, v in headers.items() if v})
+    return envelope(exc.code or 500, HTTP_CODES.get(exc.code, "http_error"), message, headers)
 
 
 def init_app(app):

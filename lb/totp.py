@@ -42,6 +42,11 @@ def accept_code(code):
         if step is not None and step > config.totp_last_step:
             DashboardSettings.update(totp_last_step=step).where(DashboardSettings.id == 1).execute()
             return True
+    refuse_code()
+
+
+def refuse_code():
+    """Count a wrong or replayed code as a failure and answer it."""
     fail("invalid_totp_code", "The TOTP code is invalid or was already used", 400)
 
 
@@ -56,7 +61,7 @@ def start_totp_setup(row):
     now = now_ms()
     with db.atomic():
         TotpSetup.delete().where(TotpSetup.expires_at <= now).execute()
-        TotpSetup.create(token_hash=token_hash(token), session_hash=row.token_hash if row else "",
+        TotpSetup.create(token_hash=token_hash(token), session_hash=row.token_hash,
                          secret=secret, expires_at=now + SETUP_MS)
     return secret, token
 
@@ -66,8 +71,7 @@ def pending_setup(token, row):
     if not isinstance(token, str) or not token or len(token) > 128:
         return None
     setup = TotpSetup.get_or_none(TotpSetup.token_hash == token_hash(token))
-    owner = row.token_hash if row else ""
-    if setup is None or setup.expires_at <= now_ms() or not constant_equal(setup.session_hash, owner):
+    if setup is None or setup.expires_at <= now_ms() or not constant_equal(setup.session_hash, row.token_hash):
         return None
     return setup
 

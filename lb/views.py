@@ -141,7 +141,7 @@ def totp_setup_confirm():
         ratelimit.fail("invalid_setup_token", "The setup token is unknown, used or expired", 400)
     step = totp.matching_step(setup.secret, code)
     if step is None:
-        ratelimit.fail("invalid_totp_code", "The TOTP code is invalid or was already used", 400)
+        totp.refuse_code()
     return jsonify(auth.state(totp.enable(setup, step, row)))
 
 

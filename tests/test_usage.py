@@ -208,3 +208,9 @@ def test_usage_needs_a_session(app, authed, query):
 def test_remote_clients_are_refused_before_a_password_is_set(client, query):
     response = client.get(f"{USAGE}?{query}", environ_base=REMOTE)
     assert response.status_code == 401 and response.get_json() == AUTH_REQUIRED
+
+
+def test_the_last_day_of_year_9999_is_in_range(authed):
+    body = usage(authed, "since=9999-12-31T00:00:00Z&until=9999-12-31T23:59:59.999Z")
+    assert [row["key"] for row in body["rows"]] == ["9999-12-31"]
+    assert body["totals"] == figures()
