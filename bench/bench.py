@@ -40,7 +40,8 @@ TARGETS = {  # from the issue; printed beside the figures, never asserted
 
 def build(data_dir, size, seed=1):
     """Fill ``data_dir`` with ``size`` logs over 35 days through ``ingest.store_batch``."""
-    from lb import accounts, create_app, ingest
+    from lb import accounts, create_app
+    from lb.ingest import LogRow, store_batch
     from lb.store import RequestLog, db
 
     app = create_app({"DATA_DIR": data_dir})
@@ -49,20 +50,21 @@ def build(data_dir, size, seed=1):
         if have >= size:
             return have
         rng = random.Random(seed)
-        ids = [a["id"] for a in accounts.all_accounts()] or [
-            accounts.create({"email": f"bench{i}@example.com", "status": "active"}).id for i in range(12)]
         now = int(time.time() * 1000)
+        ids = [a["id"] for a in accounts.all_accounts()] or [
+            accounts.create({"email": f"bench{i}@example.com", "status": "active"}, now).id for i in range(12)]
         chunk = 20000
         started = time.perf_counter()
         for done in range(have, size, chunk):
             rows = []
             for _ in range(min(chunk, size - done)):
                 tin = rng.randrange(200, 20000)
-                rows.append([f"{rng.getrandbits(128):032x}", now - rng.randrange(35 * DAY_MS), rng.choice(ids),
-                             rng.choice(MODELS),
-                             tin, rng.randrange(50, 4000), rng.randrange(tin), rng.choice(STATUSES),
-                             None, rng.randrange(200, 9000), 0])
-            ingest.store_batch(rows)
+                rows.append(LogRow(
+                    request_id=f"{rng.getrandbits(128):032x}", requested_at=now - rng.randrange(35 * DAY_MS),
+                    account_id=rng.choice(ids), model=rng.choice(MODELS), input_tokens=tin,
+                    output_tokens=rng.randrange(50, 4000), cached_input_tokens=rng.randrange(tin),
+                    status=rng.choice(STATUSES), latency_ms=rng.randrange(200, 9000)))
+            store_batch(rows)
             if (done // chunk) % 25 == 0:
                 print(f"  built {done + len(rows):,} logs ({time.perf_counter() - started:.0f}s)", file=sys.stderr)
         return RequestLog.select().count()
@@ -207,7 +209,8 @@ def ingest_rate(client, batches, account_ids):
 
 def floor_ms(db_path, runs=30):
     """The overview's one statement, run by plain sqlite3 with no framework around it."""
-    from lb.stats import OVERVIEW_SQL, overview_params
+    from lb.overview import overview_params
+    from lb.store import OVERVIEW_SQL
 
     conn = sqlite3.connect(db_path)
     times = []

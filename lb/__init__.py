@@ -5,7 +5,7 @@ import os
 from flask import Flask
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from lb import api, auth, config, data_views, demo, store, summary, views
+from lb import auth, config, demo, errors, rollups, sessions, store, views
 
 log = logging.getLogger(__name__)
 
@@ -26,13 +26,14 @@ def create_app(overrides=None):
         hops = settings["TRUSTED_PROXIES"]
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops)
 
-    api.init_app(app)
+    errors.init_app(app)
     store.init_app(app)
     auth.init_app(app)
     views.init_app(app)
-    data_views.init_app(app)
+    # The maintenance commands.
+    sessions.init_app(app)
+    rollups.init_app(app)
     demo.init_app(app)
-    summary.init_app(app)
     announce_bootstrap_token(app)
     return app
 

@@ -4,7 +4,9 @@ import secrets
 
 from peewee import IntegrityError
 
-from lb.api import ApiError, get_choice, get_str, invalid, iso, now_ms
+from lb.clock import iso
+from lb.errors import ApiError, invalid
+from lb.fields import get_choice, get_str
 from lb.store import ACCOUNT_STATUSES, Account, db
 
 # One @, a dot in the domain, no white space or control characters.
@@ -51,13 +53,12 @@ def _optional_text(data, name, max_len):
     return get_str(data, name, required=False, max_len=max_len)
 
 
-def create(data):
-    """Create an account from a request body; 409 if the email is taken (any case)."""
+def create(data, now):
+    """Create an account from a request body at ``now``; 409 if the email is taken (any case)."""
     email = _email(data)
     plan_type = _optional_text(data, "planType", 64)
     status = get_choice(data, "status", ACCOUNT_STATUSES, default="active")
     reason = _optional_text(data, "statusReason", 500)
-    now = now_ms()
     try:
         with db.atomic():
             return Account.create(id=new_id(), email=email, email_key=email.lower(), plan_type=plan_type,
@@ -67,7 +68,7 @@ def create(data):
         raise ApiError(409, "account_exists", "An account with this email already exists") from None
 
 
-def update(account_id, data):
+def update(account_id, data, now):
     """Apply a PATCH body: status, planType, statusReason (null clears the text fields)."""
     changes = {}
     if "status" in data:
@@ -81,7 +82,7 @@ def update(account_id, data):
     with db.atomic():
         account = find(account_id)
         if changes:
-            changes["updated_at"] = now_ms()
+            changes["updated_at"] = now
             Account.update(**changes).where(Account.id == account.id).execute()
             account = Account.get_by_id(account.id)
     return account

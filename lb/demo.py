@@ -3,48 +3,48 @@ import random
 
 import click
 
-from lb import accounts, ingest
-from lb.api import iso, now_ms
+from lb import accounts
+from lb.clock import DAY_MS, now_ms
+from lb.ingest import MAX_BATCH, LogRow, store_batch
 from lb.store import ACCOUNT_STATUSES, SEED_CATALOG, db
 
-DAY_MS = 24 * 3600 * 1000
 STATUS_WEIGHTS = (("ok", 95.5), ("error", 1.5), ("rate_limit", 0.8), ("quota", 0.7), ("cancelled", 1.5))
 
 
-def demo_items(count, account_ids, now, rng):
-    """``count`` request-log items in the ingest API's shape, spread over 35 days."""
+def demo_rows(count, account_ids, now, rng):
+    """``count`` request logs spread over the 35 days before ``now``."""
     models = [m[0] for m in SEED_CATALOG]
     statuses, weights = zip(*STATUS_WEIGHTS)
     for _ in range(count):
         status = rng.choices(statuses, weights)[0]
         input_tokens = int(rng.lognormvariate(8, 1.2))
-        yield {
-            "requestedAt": iso(now - rng.randrange(35 * DAY_MS)),
-            "accountId": rng.choice(account_ids) if account_ids else None,
-            "model": rng.choices(models, weights=(30, 5, 15, 15, 10, 10, 10, 5))[0],
-            "inputTokens": input_tokens,
-            "cachedInputTokens": int(input_tokens * rng.choice((0, 0, 0.3, 0.6, 0.9))),
-            "outputTokens": int(rng.lognormvariate(6, 1.1)),
-            "status": status,
-            "errorCode": None if status in ("ok", "cancelled") else f"upstream_{status}",
-            "latencyMs": int(rng.lognormvariate(7, 0.6)),
-        }
+        yield LogRow(
+            request_id=None,
+            requested_at=now - rng.randrange(35 * DAY_MS),
+            account_id=rng.choice(account_ids) if account_ids else None,
+            model=rng.choices(models, weights=(30, 5, 15, 15, 10, 10, 10, 5))[0],
+            input_tokens=input_tokens,
+            cached_input_tokens=int(input_tokens * rng.choice((0, 0, 0.3, 0.6, 0.9))),
+            output_tokens=int(rng.lognormvariate(6, 1.1)),
+            status=status,
+            error_code=None if status in ("ok", "cancelled") else f"upstream_{status}",
+            latency_ms=int(rng.lognormvariate(7, 0.6)),
+        )
 
 
-def load_demo(n_accounts, n_logs, seed=None):
-    """Create accounts and ingest logs through the same code as the API; return (accounts, logs)."""
+def load_demo(n_accounts, n_logs, now, seed=None):
+    """Create accounts and store logs through the same code as the API; return (accounts, logs)."""
     rng = random.Random(seed)
     tag = rng.randrange(16**6)
     ids = []
     for i in range(n_accounts):
         data = {"email": f"demo{i + 1}-{tag:06x}@example.com", "planType": rng.choice(("plus", "pro", "team")),
                 "status": ACCOUNT_STATUSES[i % len(ACCOUNT_STATUSES)] if i % 2 else "active"}
-        ids.append(accounts.create(data).id)
-    now = now_ms()
-    items = list(demo_items(n_logs, ids, now, rng))
+        ids.append(accounts.create(data, now).id)
+    rows = list(demo_rows(n_logs, ids, now, rng))
     stored = 0
-    for start in range(0, len(items), ingest.MAX_BATCH):
-        accepted, _ = ingest.ingest({"requests": items[start:start + ingest.MAX_BATCH]}, now)
+    for start in range(0, len(rows), MAX_BATCH):
+        accepted, _ = store_batch(rows[start:start + MAX_BATCH])
         stored += accepted
     return len(ids), stored
 
@@ -57,5 +57,5 @@ def init_app(app):
     def demo_data_command(n_accounts, n_logs, seed):
         """Load demo accounts and request logs for trying the dashboard out."""
         with db.connection_context():
-            made, stored = load_demo(n_accounts, n_logs, seed)
+            made, stored = load_demo(n_accounts, n_logs, now_ms(), seed)
         click.echo(f"created {made} accounts and {stored} request logs")

@@ -1,28 +1,51 @@
-"""Request-log ingest: validate a whole batch, then store it in one transaction."""
+"""Request-log ingest: the row type, a whole batch validated, then stored in one transaction."""
+from decimal import ROUND_HALF_UP, Decimal
+from typing import NamedTuple, Optional
+
 from peewee import chunked
 
-from lb import summary
-from lb.api import ApiError, get_choice, get_int, get_str, invalid, parse_time
-from lb.store import LOG_STATUSES, Account, RequestLog, cost_micros, db, portable, price_table
+from lb import rollups, store
+from lb.clock import parse_time
+from lb.errors import ApiError, invalid
+from lb.fields import get_choice, get_int, get_str
+from lb.store import LOG_STATUSES, Account, db
 
 MAX_BATCH = 1000
 MAX_TOKENS = 10**12
 FUTURE_MS = 5 * 60 * 1000  # how far ahead of the clock a log may be stamped
 INSERT_CHUNK = 500  # rows per INSERT: 5,500 parameters, well under SQLite's limit
 
-COLUMNS = (
-    RequestLog.request_id, RequestLog.requested_at, RequestLog.account_id, RequestLog.model,
-    RequestLog.input_tokens, RequestLog.output_tokens, RequestLog.cached_input_tokens,
-    RequestLog.status, RequestLog.error_code, RequestLog.latency_ms, RequestLog.cost,
-)
+
+class LogRow(NamedTuple):
+    """One request log as stored; the field names are the ``request_log`` columns."""
+
+    request_id: Optional[str]
+    requested_at: int  # epoch ms
+    account_id: Optional[str]
+    model: str
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cached_input_tokens: int = 0
+    status: str = "ok"
+    error_code: Optional[str] = None
+    latency_ms: Optional[int] = None
+    cost: int = 0  # micro-USD; store_batch prices every row from the catalog
 
 
-# Hand-written: peewee's multi-row INSERT spends more time building SQL than SQLite storing it.
-COLUMN_NAMES = ", ".join(c.column_name for c in COLUMNS)
+def cost_micros(prices, row):
+    """The cost of ``row`` in micro-USD: tokens times USD-per-million is micro-USD."""
+    if prices is None:
+        return 0
+    p_in, p_cached, p_out = prices
+    cached = row.cached_input_tokens
+    total = (row.input_tokens - cached) * p_in + cached * p_cached + row.output_tokens * p_out
+    return int(total.quantize(Decimal(1), rounding=ROUND_HALF_UP))
 
+
+# -- validation -------------------------------------------------------------------
 
 def validate_item(item, index, now):
-    """Return a row (cost still 0) for one item, or raise a 422 naming ``requests[i].field``."""
+    """Return the LogRow of one item, or raise a 422 naming ``requests[i].field``."""
     if not isinstance(item, dict):
         raise invalid(f"requests[{index}]", "must be an object")
     try:
@@ -50,12 +73,12 @@ def _row(item, now):
     status = get_choice(item, "status", LOG_STATUSES, default="ok")
     error_code = get_str(item, "errorCode", required=False, max_len=200)
     latency = get_int(item, "latencyMs", high=10**9)
-    return [request_id, requested_at, account_id, model, input_tokens, output_tokens, cached_tokens,
-            status, error_code, latency, 0]
+    return LogRow(request_id, requested_at, account_id, model, input_tokens, output_tokens, cached_tokens,
+                  status, error_code, latency)
 
 
 def validate_batch(data, now):
-    """Check the whole ``{"requests": [...]}`` body before anything is stored."""
+    """Check the whole ``{"requests": [...]}`` body before anything is stored; return its LogRows."""
     items = data.get("requests")
     if not isinstance(items, list):
         raise invalid("requests", "must be a list")
@@ -65,38 +88,33 @@ def validate_batch(data, now):
 
 
 def _check_accounts(rows):
-    wanted = {row[2] for row in rows if row[2] is not None}
+    wanted = {row.account_id for row in rows if row.account_id is not None}
     if not wanted:
         return
     known = {a.id for a in Account.select(Account.id).where(Account.id.in_(list(wanted)))}
     for index, row in enumerate(rows):
-        if row[2] is not None and row[2] not in known:
+        if row.account_id is not None and row.account_id not in known:
             raise invalid(f"requests[{index}].accountId", "names no account")
 
 
-def _insert_sql(count):
-    """INSERT of ``count`` rows that skips known requestIds and returns the rows it stored."""
-    values = ", ".join(["(" + ", ".join("?" * len(COLUMNS)) + ")"] * count)
-    return portable(f"INSERT INTO request_log ({COLUMN_NAMES}) VALUES {values} "
-                    f"ON CONFLICT (request_id) DO NOTHING RETURNING {COLUMN_NAMES}")
-
+# -- storing ------------------------------------------------------------------------
 
 def store_batch(rows):
-    """Store validated rows all-or-nothing; return (accepted, duplicates).
+    """Store LogRows all-or-nothing, priced from the catalog; return (accepted, duplicates).
 
-    A ``requestId`` already stored, or seen earlier in the batch, is skipped:
+    Every request log goes through here, so the rollups never drift. A
+    ``requestId`` already stored, or seen earlier in the batch, is skipped:
     the unique index decides, so concurrent batches cannot both store one.
     """
-    prices = price_table()
-    for row in rows:
-        row[10] = cost_micros(prices.get(row[3]), row[4], row[6], row[5])
+    prices = store.price_table()
+    # The row with its cost in the last place (cheaper than _replace on this hot path).
+    priced = [row[:-1] + (cost_micros(prices.get(row.model), row),) for row in rows]
     stored = []
     with db.atomic():
         _check_accounts(rows)
-        for part in chunked(rows, INSERT_CHUNK):
-            params = [value for row in part for value in row]
-            stored += db.execute_sql(_insert_sql(len(part)), params).fetchall()
-        summary.add_rows(stored)  # same transaction: summaries never drift from the logs
+        for part in chunked(priced, INSERT_CHUNK):
+            stored += map(LogRow._make, store.insert_logs(LogRow._fields, part))
+        rollups.add_rows(stored)  # same transaction: the rollups never drift from the logs
     return len(stored), len(rows) - len(stored)
 
 

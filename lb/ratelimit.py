@@ -3,7 +3,8 @@ import math
 
 from flask import request
 
-from lb.api import ApiError, now_ms
+from lb.clock import now_ms
+from lb.errors import ApiError
 from lb.store import AuthFailure, db
 
 FAILURE_LIMIT = 8

@@ -1,4 +1,4 @@
-"""The Peewee data layer: models, the database binding and the seed catalog.
+"""The Peewee data layer: models, the database binding, the seed catalog and every hand-written statement.
 
 Times are stored as integer milliseconds since the epoch (UTC) and money as
 integer micro-dollars, so sums are exact and comparisons are cheap on both
@@ -7,30 +7,21 @@ SQLite and PostgreSQL.
 import functools
 import logging
 import os
-from decimal import ROUND_HALF_UP, Decimal
+from decimal import Decimal
 
 import click
-from peewee import (
-    BigAutoField,
-    BigIntegerField,
-    BooleanField,
-    CharField,
-    CompositeKey,
-    DatabaseError,
-    DatabaseProxy,
-    DecimalField,
-    IntegerField,
-    Model,
-    TextField,
-)
+from peewee import (BigAutoField, BigIntegerField, BooleanField, CharField, CompositeKey, DatabaseError,
+                    DatabaseProxy, DecimalField, IntegerField, Model, TextField)
 from playhouse.db_url import connect as connect_url
 from playhouse.pool import PooledSqliteDatabase
-
-from lb.api import ApiError
 
 log = logging.getLogger(__name__)
 
 db = DatabaseProxy()
+
+
+class Unavailable(Exception):
+    """The database does not answer (the web layer answers 503)."""
 
 ACCOUNT_STATUSES = ("active", "paused", "rate_limited", "quota_exceeded", "deactivated")
 LOG_STATUSES = ("ok", "error", "rate_limit", "quota", "cancelled")
@@ -189,51 +180,111 @@ def open_database(config):
     return connect_url(url, autoconnect=False)
 
 
-@functools.lru_cache(maxsize=64)
-def _with_placeholder(sql, param):
-    return sql.replace("?", param)
-
-
-def portable(sql):
-    """Hand-written SQL (``?`` placeholders) in the bound database's placeholder style."""
-    return _with_placeholder(sql, db.obj.param)
-
-
 def create_schema():
     """Create missing tables and seed the catalog once; safe to repeat."""
     with db.atomic():
         db.create_tables(MODELS, safe=True)
         if not CatalogModel.select().exists():
-            CatalogModel.insert_many(
-                [
-                    {"id": mid, "name": name, "position": i, "input_price": Decimal(p_in),
-                     "cached_input_price": Decimal(p_cached), "output_price": Decimal(p_out)}
-                    for i, (mid, name, p_in, p_cached, p_out) in enumerate(SEED_CATALOG)
-                ]
-            ).execute()
+            CatalogModel.insert_many([
+                {"id": mid, "name": name, "position": i, "input_price": Decimal(p_in),
+                 "cached_input_price": Decimal(p_cached), "output_price": Decimal(p_out)}
+                for i, (mid, name, p_in, p_cached, p_out) in enumerate(SEED_CATALOG)]).execute()
         DashboardSettings.insert(id=1).on_conflict_ignore().execute()
-
-
-def settings():
-    # Hand-written: read on every dashboard request, so peewee's query building is skipped.
-    return list(DashboardSettings.raw("SELECT * FROM dashboard_settings WHERE id = 1"))[0]
 
 
 def price_table():
     """Map each catalog model id to its prices (input, cached input, output)."""
-    query = CatalogModel.select(
-        CatalogModel.id, CatalogModel.input_price, CatalogModel.cached_input_price, CatalogModel.output_price
-    )
+    query = CatalogModel.select(CatalogModel.id, CatalogModel.input_price, CatalogModel.cached_input_price,
+                                CatalogModel.output_price)
     return {m.id: (Decimal(m.input_price), Decimal(m.cached_input_price), Decimal(m.output_price)) for m in query}
 
 
-def cost_micros(prices, input_tokens, cached_tokens, output_tokens):
-    """The cost in micro-USD: tokens times USD-per-million is micro-USD."""
-    if prices is None:
-        return 0
-    p_in, p_cached, p_out = prices
-    total = (input_tokens - cached_tokens) * p_in + cached_tokens * p_cached + output_tokens * p_out
-    return int(total.quantize(Decimal(1), rounding=ROUND_HALF_UP))
+# -- hand-written statements: the hot paths, where building a query costs more than running it.
+# Placeholders are written "?" and adapted to the bound database; status lists come from the constants.
+
+@functools.lru_cache(maxsize=64)
+def _with_placeholder(sql, param):
+    return sql.replace("?", param)
+
+
+def _sql(sql):
+    """``sql`` with its ``?`` placeholders in the bound database's style."""
+    return _with_placeholder(sql, db.obj.param)
+
+
+def _execute(sql, params=()):
+    return db.execute_sql(_sql(sql), params)
+
+
+def settings():
+    """The dashboard's single settings row."""
+    return list(DashboardSettings.raw("SELECT * FROM dashboard_settings WHERE id = 1"))[0]
+
+
+def ping():
+    """Read a real table (a pooled connection answers SELECT 1 without its file); Unavailable if down."""
+    try:
+        _execute("SELECT id FROM dashboard_settings WHERE id = 1").fetchone()
+    except DatabaseError:
+        log.exception("health check failed")
+        raise Unavailable from None
+
+
+def live_session(token_hash, now):
+    """The session row with ``token_hash`` that has not expired at ``now``, or None."""
+    sql = _sql("SELECT * FROM dashboard_session WHERE token_hash = ? AND expires_at > ?")
+    rows = list(DashboardSession.raw(sql, token_hash, now))
+    return rows[0] if rows else None
+
+
+def enabled_models():
+    """(id, name) of each enabled catalog model, in catalog order."""
+    return list(_execute("SELECT id, name FROM catalog_model WHERE enabled = ? ORDER BY position, id", (True,)))
+
+
+# The whole overview in one statement: account counts by status; the billing
+# period from the hourly summary (its edges are whole hours); the last 24 hours
+# from the summary's whole hours plus the raw logs of the partial hour at its
+# start. Open-ended, so logs stamped a little ahead of the clock count too.
+# Parameters: period start and end hours, the window's first whole hour, the
+# window's first millisecond and the first whole hour's first millisecond.
+OVERVIEW_SQL = f"""
+SELECT
+  {", ".join(f"(SELECT COUNT(*) FROM account WHERE status = '{s}')" for s in ACCOUNT_STATUSES)},
+  p.input_tokens, p.output_tokens, p.cached, p.cost,
+  w.requests + r.requests, w.failures + r.failures, w.cancelled + r.cancelled
+FROM
+  (SELECT COALESCE(SUM(input_tokens), 0) AS input_tokens, COALESCE(SUM(output_tokens), 0) AS output_tokens,
+          COALESCE(SUM(cached_input_tokens), 0) AS cached, COALESCE(SUM(cost), 0) AS cost
+     FROM hourly_usage WHERE hour >= ? AND hour < ?) AS p,
+  (SELECT COALESCE(SUM(requests), 0) AS requests, COALESCE(SUM(failures), 0) AS failures,
+          COALESCE(SUM(cancelled), 0) AS cancelled
+     FROM hourly_usage WHERE hour >= ?) AS w,
+  (SELECT COUNT(*) AS requests,
+          COUNT(*) FILTER (WHERE status IN ({", ".join(f"'{s}'" for s in FAILED_STATUSES)})) AS failures,
+          COUNT(*) FILTER (WHERE status = 'cancelled') AS cancelled
+     FROM request_log WHERE requested_at >= ? AND requested_at < ?) AS r
+"""
+
+
+def overview_row(params):
+    """OVERVIEW_SQL's one row: five account counts, then period and window sums, as integers."""
+    return [int(value) for value in _execute(OVERVIEW_SQL, params).fetchone()]
+
+
+@functools.lru_cache(maxsize=8)
+def _insert_logs_sql(columns, count):
+    # Hand-written: peewee's multi-row INSERT spends more time building SQL than SQLite storing it.
+    names = ", ".join(columns)
+    values = ", ".join(["(" + ", ".join("?" * len(columns)) + ")"] * count)
+    return (f"INSERT INTO request_log ({names}) VALUES {values} "
+            f"ON CONFLICT (request_id) DO NOTHING RETURNING {names}")
+
+
+def insert_logs(columns, rows):
+    """Insert ``rows`` (tuples of the named ``columns``) skipping known request ids; return those stored."""
+    params = [value for row in rows for value in row]
+    return _execute(_insert_logs_sql(tuple(columns), len(rows)), params).fetchall()
 
 
 def init_app(app):
@@ -246,7 +297,7 @@ def init_app(app):
             db.connect(reuse_if_open=True)
         except DatabaseError:
             log.exception("cannot connect to the database")
-            raise ApiError(503, "service_unavailable", "The database does not answer") from None
+            raise Unavailable from None
 
     @app.teardown_request
     def _close(exc):

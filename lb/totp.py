@@ -4,15 +4,27 @@ import re
 import secrets
 
 import pyotp
+import segno
 
-from lb.api import now_ms
-from lb.auth import constant_equal, save_settings, token_hash
+from lb.clock import now_ms
+from lb.errors import ApiError
 from lb.ratelimit import fail
+from lb.sessions import constant_equal, dashboard_settings, save_settings, token_hash
 from lb.store import DashboardSession, DashboardSettings, TotpSetup, db
 
 ISSUER = "Codex-LB"
 STEP = 30
 SETUP_MS = 10 * 60 * 1000
+
+
+def require_totp():
+    if not dashboard_settings().totp_secret:
+        raise ApiError(400, "totp_not_configured", "TOTP is not configured")
+
+
+def refuse_if_totp():
+    if dashboard_settings().totp_secret:
+        raise ApiError(409, "totp_already_configured", "TOTP is already configured")
 
 
 def normalize_code(code):
@@ -55,7 +67,7 @@ def provisioning_uri(secret):
 
 
 def start_totp_setup(row):
-    """Begin TOTP setup for the session ``row``; return (secret, setup token)."""
+    """Begin TOTP setup for the session ``row``; return the contract's setup object."""
     secret = pyotp.random_base32()
     token = secrets.token_urlsafe(32)
     now = now_ms()
@@ -63,7 +75,9 @@ def start_totp_setup(row):
         TotpSetup.delete().where(TotpSetup.expires_at <= now).execute()
         TotpSetup.create(token_hash=token_hash(token), session_hash=row.token_hash,
                          secret=secret, expires_at=now + SETUP_MS)
-    return secret, token
+    uri = provisioning_uri(secret)
+    qr = segno.make(uri, error="m").svg_data_uri()
+    return {"secret": secret, "otpauthUri": uri, "qrSvgDataUri": qr, "setupToken": token}
 
 
 def pending_setup(token, row):
@@ -76,8 +90,14 @@ def pending_setup(token, row):
     return setup
 
 
-def enable(setup, step, row):
-    """Turn TOTP on with a confirmed setup; return the confirming session, now verified."""
+def confirm_setup(setup_token, code, row):
+    """Turn TOTP on with the setup that ``code`` proves; return the session ``row``, now verified."""
+    setup = pending_setup(setup_token, row)
+    if setup is None:
+        fail("invalid_setup_token", "The setup token is unknown, used or expired", 400)
+    step = matching_step(setup.secret, code)
+    if step is None:
+        refuse_code()
     with db.atomic():
         save_settings(totp_secret=setup.secret, totp_last_step=step)
         TotpSetup.delete().execute()

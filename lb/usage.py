@@ -1,25 +1,25 @@
-"""Usage breakdowns by day, model or account over a time range."""
+"""Usage breakdowns by day, model or account over a time range, from the rollups."""
 from datetime import datetime, timezone
 
-from lb.api import invalid, iso
-from lb.stats import money
-from lb.summary import DAY_MS, range_sums
+from lb.clock import DAY_MS, iso
+from lb.errors import invalid
+from lb.overview import money
+from lb.rollups import Sums, range_sums
 
 GROUPS = ("day", "model", "account")
 MAX_RANGE_MS = 366 * DAY_MS
 
 
-def figures(values):
-    """The public figures of one set of sums (cost in micro-USD)."""
-    requests, failures, _cancelled, input_tokens, output_tokens, cached, cost = values
+def figures(sums):
+    """The public figures of one ``Sums``."""
     return {
-        "requests": requests,
-        "errors": failures,
-        "inputTokens": input_tokens,
-        "outputTokens": output_tokens,
-        "cachedInputTokens": cached,
-        "totalTokens": input_tokens + output_tokens,
-        "cost": money(cost, 4),
+        "requests": sums.requests,
+        "errors": sums.failures,
+        "inputTokens": sums.input_tokens,
+        "outputTokens": sums.output_tokens,
+        "cachedInputTokens": sums.cached_input_tokens,
+        "totalTokens": sums.input_tokens + sums.output_tokens,
+        "cost": money(sums.cost, 4),
     }
 
 
@@ -37,11 +37,11 @@ def breakdown(since, until, group_by):
     if group_by == "day":
         # Every day of the range has a row, zeros where nothing happened.
         days = range(since // DAY_MS, (until - 1) // DAY_MS + 1)
-        keyed = [(day_key(d), sums.get(d, [0] * 7)) for d in days]
+        keyed = [(day_key(d), sums.get(d, Sums())) for d in days]
     else:
         # Sorted by key; logs without an account (key null) come last.
         keyed = sorted(sums.items(), key=lambda kv: (kv[0] is None, kv[0] or ""))
-    totals = [sum(column) for column in zip([0] * 7, *sums.values())]
+    totals = Sums._make(sum(column) for column in zip(Sums(), *sums.values()))
     return {
         "since": iso(since),
         "until": iso(until),

@@ -1,48 +1,29 @@
-"""Blueprints: dashboard authentication, the dashboard API and the health check."""
-import segno
-from flask import Blueprint, current_app, jsonify
-from peewee import DatabaseError
+"""The dashboard's JSON API: thin views that parse, make one domain call and answer JSON."""
+from flask import Blueprint, current_app, jsonify, request
 
-from lb import auth, ratelimit, totp
-from lb.api import ApiError, body, get_str, now_ms, takes_json
-from lb.auth import login_required
-from lb.stats import enabled_models, overview
+from lb import accounts, auth, ingest, overview, ratelimit, request_logs, sessions, store, totp, usage
+from lb.auth import ingest_required, login_required, password_login_required
+from lb.clock import now_ms
+from lb.errors import ApiError, body, takes_json
+from lb.fields import get_choice, get_str, get_time
 from lb.store import DashboardSettings, db
 
 auth_bp = Blueprint("dashboard_auth", __name__, url_prefix="/api/dashboard-auth")
 dashboard_bp = Blueprint("dashboard", __name__, url_prefix="/api")
+accounts_bp = Blueprint("accounts", __name__, url_prefix="/api/accounts")
+logs_bp = Blueprint("request_logs", __name__, url_prefix="/api/request-logs")
+usage_bp = Blueprint("usage", __name__, url_prefix="/api/usage")
 health_bp = Blueprint("health", __name__)
 
 OK = {"status": "ok"}
 
 
-def require_password():
-    if not auth.dashboard_settings().password_hash:
-        raise ApiError(400, "password_not_configured", "No dashboard password is configured")
-
-
-def require_totp():
-    if not auth.dashboard_settings().totp_secret:
-        raise ApiError(400, "totp_not_configured", "TOTP is not configured")
-
-
-def refuse_if_totp():
-    if auth.dashboard_settings().totp_secret:
-        raise ApiError(409, "totp_already_configured", "TOTP is already configured")
-
-
-def check_password_attempt(password):
-    """A wrong password is a counted failure answered 401 invalid_credentials."""
-    if not auth.password_matches(password):
-        ratelimit.fail("invalid_credentials", "Invalid password", 401)
-
-
 def with_session(payload, token, row):
     """Answer ``payload`` and hand the client the session cookie."""
-    return auth.set_cookie(jsonify(payload), token, row.expires_at)
+    return sessions.set_cookie(jsonify(payload), token, row.expires_at)
 
 
-# -- password ------------------------------------------------------------------
+# -- dashboard authentication: password ------------------------------------------
 
 @auth_bp.get("/session")
 def session_state():
@@ -53,34 +34,33 @@ def session_state():
 @takes_json
 def password_setup():
     data = body()
-    if auth.dashboard_settings().password_hash:
+    if sessions.dashboard_settings().password_hash:
         raise ApiError(409, "password_already_configured", "A dashboard password is already configured")
     if not auth.is_local_client():
         token = get_str(data, "bootstrapToken", required=False, max_len=256)
-        if token is None or not auth.constant_equal(token, current_app.config["BOOTSTRAP_TOKEN"]):
+        if token is None or not sessions.constant_equal(token, current_app.config["BOOTSTRAP_TOKEN"]):
             raise ApiError(401, "bootstrap_required",
                            "Setting the first password from another machine needs the bootstrap token")
     password = get_str(data, "password", min_len=8, max_len=256)
-    hashed = auth.hash_password(password)
+    hashed = sessions.hash_password(password)
     with db.atomic():
         # Checked again under the write lock: of two concurrent setups one wins.
         if DashboardSettings.get_by_id(1).password_hash:
             raise ApiError(409, "password_already_configured", "A dashboard password is already configured")
-        auth.save_settings(password_hash=hashed)
-        token, row = auth.start_session()
+        sessions.save_settings(password_hash=hashed)
+        token, row = sessions.start_session()
     return with_session(auth.state(row), token, row)
 
 
 @auth_bp.post("/password/login")
 @takes_json
 def password_login():
-    require_password()
+    sessions.require_password()
     ratelimit.check_rate_limit()
-    password = get_str(body(), "password")
-    check_password_attempt(password)
+    sessions.check_password(get_str(body(), "password"))
     with db.atomic():
-        auth.end_session(auth.current_session())  # a login always issues a new token
-        token, row = auth.start_session()
+        sessions.end_session(auth.current_session())  # a login always issues a new token
+        token, row = sessions.start_session()
     return with_session(auth.state(row), token, row)
 
 
@@ -88,16 +68,16 @@ def password_login():
 @takes_json
 @login_required
 def password_change():
-    require_password()
+    sessions.require_password()
     ratelimit.check_rate_limit()
     data = body()
     current = get_str(data, "currentPassword")
     new = get_str(data, "newPassword", min_len=8, max_len=256)
-    check_password_attempt(current)
-    hashed = auth.hash_password(new)
+    sessions.check_password(current)
+    hashed = sessions.hash_password(new)
     with db.atomic():
-        auth.save_settings(password_hash=hashed)
-        auth.end_other_sessions(auth.current_session())
+        sessions.save_settings(password_hash=hashed)
+        sessions.end_other_sessions(auth.current_session())
     return jsonify(OK)
 
 
@@ -105,60 +85,55 @@ def password_change():
 @takes_json
 @login_required
 def password_remove():
-    require_password()
+    sessions.require_password()
     ratelimit.check_rate_limit()
-    check_password_attempt(get_str(body(), "password"))
-    auth.reset_dashboard_auth()
-    return auth.clear_cookie(jsonify(OK))
+    sessions.check_password(get_str(body(), "password"))
+    sessions.reset_dashboard_auth()
+    return sessions.clear_cookie(jsonify(OK))
 
 
-# -- TOTP ----------------------------------------------------------------------
+@auth_bp.post("/logout")
+def logout():
+    sessions.end_session(auth.current_session())
+    return sessions.clear_cookie(jsonify(OK))
+
+
+# -- dashboard authentication: TOTP ----------------------------------------------
 
 @auth_bp.post("/totp/setup/start")
 @login_required
 def totp_setup_start():
-    require_password()
-    refuse_if_totp()
-    secret, token = totp.start_totp_setup(auth.current_session())
-    uri = totp.provisioning_uri(secret)
-    qr = segno.make(uri, error="m").svg_data_uri()
-    return jsonify(secret=secret, otpauthUri=uri, qrSvgDataUri=qr, setupToken=token)
+    sessions.require_password()
+    totp.refuse_if_totp()
+    return jsonify(totp.start_totp_setup(auth.current_session()))
 
 
 @auth_bp.post("/totp/setup/confirm")
 @takes_json
 @login_required
 def totp_setup_confirm():
-    require_password()
-    refuse_if_totp()
+    sessions.require_password()
+    totp.refuse_if_totp()
     ratelimit.check_rate_limit()
     data = body()
     setup_token = get_str(data, "setupToken", max_len=1024)
     code = get_str(data, "code", max_len=64)
-    row = auth.current_session()
-    setup = totp.pending_setup(setup_token, row)
-    if setup is None:
-        ratelimit.fail("invalid_setup_token", "The setup token is unknown, used or expired", 400)
-    step = totp.matching_step(setup.secret, code)
-    if step is None:
-        totp.refuse_code()
-    return jsonify(auth.state(totp.enable(setup, step, row)))
+    return jsonify(auth.state(totp.confirm_setup(setup_token, code, auth.current_session())))
 
 
 @auth_bp.post("/totp/verify")
 @takes_json
-@login_required(totp=False)
+@password_login_required
 def totp_verify():
-    require_password()
-    require_totp()
+    sessions.require_password()
+    totp.require_totp()
     ratelimit.check_rate_limit()
-    code = get_str(body(), "code", max_len=64)
-    totp.accept_code(code)
+    totp.accept_code(get_str(body(), "code", max_len=64))
     old = auth.current_session()
     with db.atomic():
         # A new token once the second factor is proven; the expiry stays.
-        auth.end_session(old)
-        token, row = auth.start_session(totp_verified=True, expires_at=old.expires_at)
+        sessions.end_session(old)
+        token, row = sessions.start_session(totp_verified=True, expires_at=old.expires_at)
     return with_session(auth.state(row), token, row)
 
 
@@ -166,45 +141,96 @@ def totp_verify():
 @takes_json
 @login_required
 def totp_disable():
-    require_password()
-    require_totp()
+    sessions.require_password()
+    totp.require_totp()
     ratelimit.check_rate_limit()
     totp.accept_code(get_str(body(), "code", max_len=64))
-    auth.save_settings(totp_secret=None, totp_last_step=0)
+    sessions.save_settings(totp_secret=None, totp_last_step=0)
     return jsonify(OK)
 
 
-@auth_bp.post("/logout")
-def logout():
-    auth.end_session(auth.current_session())
-    return auth.clear_cookie(jsonify(OK))
-
-
-# -- dashboard -----------------------------------------------------------------
+# -- overview and models ---------------------------------------------------------
 
 @dashboard_bp.get("/dashboard/overview")
 @login_required
 def dashboard_overview():
-    return jsonify(overview(now_ms(), current_app.config["BILLING_CYCLE_DAY"]))
+    return jsonify(overview.overview(now_ms(), current_app.config["BILLING_CYCLE_DAY"]))
 
 
 @dashboard_bp.get("/models")
 @login_required
 def models():
-    return jsonify(models=enabled_models())
+    return jsonify(models=[{"id": mid, "name": name} for mid, name in store.enabled_models()])
+
+
+# -- accounts --------------------------------------------------------------------
+
+@accounts_bp.get("")
+@login_required
+def list_accounts():
+    return jsonify(accounts=accounts.all_accounts())
+
+
+@accounts_bp.post("")
+@takes_json
+@login_required
+def create_account():
+    return jsonify(accounts.as_json(accounts.create(body(), now_ms()))), 201
+
+
+@accounts_bp.get("/<account_id>")
+@login_required
+def get_account(account_id):
+    return jsonify(accounts.as_json(accounts.find(account_id)))
+
+
+@accounts_bp.patch("/<account_id>")
+@takes_json
+@login_required
+def patch_account(account_id):
+    return jsonify(accounts.as_json(accounts.update(account_id, body(), now_ms())))
+
+
+@accounts_bp.delete("/<account_id>")
+@login_required
+def delete_account(account_id):
+    accounts.delete(account_id)
+    return "", 204
+
+
+# -- request logs and usage ------------------------------------------------------
+
+@logs_bp.post("")
+@takes_json
+@ingest_required
+def ingest_logs():
+    accepted, duplicates = ingest.ingest(body(), now_ms())
+    return jsonify(accepted=accepted, duplicates=duplicates), 201
+
+
+@logs_bp.get("")
+@login_required
+def list_logs():
+    rows, cursor = request_logs.page(request.args, current_app.config["SECRET_KEY"])
+    return jsonify(requests=rows, nextCursor=cursor)
+
+
+@usage_bp.get("")
+@login_required
+def usage_breakdown():
+    start, end = overview.billing_period(now_ms(), current_app.config["BILLING_CYCLE_DAY"])
+    since = get_time(request.args, "since", default=start)
+    until = get_time(request.args, "until", default=end)
+    group_by = get_choice(request.args, "groupBy", usage.GROUPS, default="day")
+    return jsonify(usage.breakdown(since, until, group_by))
 
 
 @health_bp.get("/healthz")
 def healthz():
-    try:
-        # A real table, not SELECT 1: a pooled connection answers that without the file.
-        db.execute_sql("SELECT id FROM dashboard_settings WHERE id = 1").fetchone()
-    except DatabaseError:
-        current_app.logger.exception("health check failed")
-        raise ApiError(503, "service_unavailable", "The database does not answer") from None
+    store.ping()
     return jsonify(OK)
 
 
 def init_app(app):
-    for blueprint in (auth_bp, dashboard_bp, health_bp):
+    for blueprint in (auth_bp, dashboard_bp, accounts_bp, logs_bp, usage_bp, health_bp):
         app.register_blueprint(blueprint)

@@ -1,20 +1,32 @@
-"""Hourly summaries of the request logs: kept by every ingest, read by the overview and usage.
+"""Hourly rollups of the request logs: kept by every ingest, read by the overview and usage.
 
 A time range is answered from the summary rows of the whole hours inside it,
 plus the raw logs of the (at most two) partial hours at its edges, so the
 figures are exact while the rows read grow with hours, not with requests.
 """
 from collections import defaultdict
+from typing import NamedTuple
 
 import click
 from peewee import EXCLUDED, SQL, Case, chunked, fn
 
+from lb.clock import DAY_MS, HOUR_MS, HOURS_PER_DAY
 from lb.store import FAILED_STATUSES, HourlyKeyUsage, HourlyUsage, RequestLog, db
 
-HOUR_MS = 3600 * 1000
-HOURS_PER_DAY = 24
-DAY_MS = HOUR_MS * HOURS_PER_DAY
-SUMS = ("requests", "failures", "cancelled", "input_tokens", "output_tokens", "cached_input_tokens", "cost")
+
+class Sums(NamedTuple):
+    """The figures kept for a set of logs (cost in micro-USD); also the rollup tables' columns."""
+
+    requests: int = 0
+    failures: int = 0
+    cancelled: int = 0
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cached_input_tokens: int = 0
+    cost: int = 0
+
+
+SUMS = Sums._fields
 NO_ACCOUNT = ""  # the key of logs without an account (a NULL would defeat the upsert)
 
 
@@ -25,19 +37,19 @@ def _zero():
 # -- keeping the summaries ------------------------------------------------------
 
 def add_rows(rows):
-    """Add freshly stored rows (``ingest.COLUMNS`` order) to both summaries."""
+    """Add freshly stored rows (``ingest.LogRow``, cost included) to both summaries."""
     by_hour, by_key = defaultdict(_zero), defaultdict(_zero)
-    for _, at, account, model, tin, tout, tcached, status, _, _, cost in rows:
-        hour = at // HOUR_MS
-        failed, cancelled = status in FAILED_STATUSES, status == "cancelled"
-        for sums in (by_hour[hour], by_key[(hour, account or NO_ACCOUNT, model)]):
+    for row in rows:
+        hour = row.requested_at // HOUR_MS
+        failed, cancelled = row.status in FAILED_STATUSES, row.status == "cancelled"
+        for sums in (by_hour[hour], by_key[(hour, row.account_id or NO_ACCOUNT, row.model)]):
             sums[0] += 1
             sums[1] += failed
             sums[2] += cancelled
-            sums[3] += tin
-            sums[4] += tout
-            sums[5] += tcached
-            sums[6] += cost
+            sums[3] += row.input_tokens
+            sums[4] += row.output_tokens
+            sums[5] += row.cached_input_tokens
+            sums[6] += row.cost
     _upsert(HourlyUsage, ("hour",), by_hour)
     _upsert(HourlyKeyUsage, ("hour", "account_id", "model"), by_key)
 
@@ -109,8 +121,8 @@ def _raw_query(by):
 def range_sums(since, until=None, by=None):
     """Sums over logs with ``since <= requestedAt < until`` (no upper bound if None), by key.
 
-    Returns {key: [requests, failures, cancelled, input, output, cached, cost]};
-    without ``by`` the one key is None. Logs without an account have key None.
+    Returns {key: Sums}; without ``by`` the one key is None. Logs without an
+    account have key None.
     """
     # Whole hours [first_hour, end_hour) come from the summary, the edges from raw logs.
     first_hour = -(-since // HOUR_MS)
@@ -147,7 +159,7 @@ def range_sums(since, until=None, by=None):
             merge(query.group_by(SQL("1")) if keyed else query, keyed)
     if not keyed:
         results[None]  # a range with no logs still has its (zero) totals
-    return dict(results)
+    return {key: Sums._make(values) for key, values in results.items()}
 
 
 def init_app(app):

@@ -1,16 +1,15 @@
-"""The JSON conventions of the API: error envelope, request bodies, field checks, timestamps."""
+"""Errors as JSON: ApiError, the envelope, request-body checks in contract order, the access log."""
 import json
 import logging
 import time
-from datetime import datetime, timedelta, timezone
 
 from flask import current_app, g, jsonify, request
 from werkzeug.exceptions import HTTPException
 
+from lb.store import Unavailable
+
 access_log = logging.getLogger("lb.access")
 
-EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
-LATEST_MS = (datetime(9999, 12, 31, 23, 59, 59, 999000, tzinfo=timezone.utc) - EPOCH) // timedelta(milliseconds=1)
 BODY_METHODS = ("POST", "PUT", "PATCH", "DELETE")
 HTTP_CODES = {
     400: "bad_request",
@@ -52,97 +51,12 @@ def envelope(status, code, message, headers=None):
     return response
 
 
-# -- field checks: each returns the value or raises a 422 naming the field ----
+def too_large(limit):
+    return ApiError(413, "payload_too_large", f"Request body is larger than {limit} bytes")
 
-def get_str(obj, name, label=None, *, required=True, default=None, min_len=0, max_len=None):
-    label = label or name
-    value = obj.get(name)
-    if value is None:
-        if required:
-            raise invalid(label, "is required")
-        return default
-    if not isinstance(value, str):
-        raise invalid(label, "must be a string")
-    if "\x00" in value:  # PostgreSQL cannot store it, and no name needs it
-        raise invalid(label, "must not contain NUL characters")
-    if not value.isascii():
-        try:
-            value.encode("utf-8")
-        except UnicodeEncodeError:  # a lone \ud800 escape: valid JSON, but no character
-            raise invalid(label, "must be valid Unicode text") from None
-    if len(value) < min_len:
-        raise invalid(label, f"must be at least {min_len} characters")
-    if max_len is not None and len(value) > max_len:
-        raise invalid(label, f"must be at most {max_len} characters")
-    return value
-
-
-def get_int(obj, name, label=None, *, default=None, low=0, high=None):
-    label = label or name
-    value = obj.get(name)
-    if value is None:
-        return default
-    # bool is an int in Python; JSON true is not a number.
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise invalid(label, "must be an integer")
-    if value < low or (high is not None and value > high):
-        bound = f"between {low} and {high}" if high is not None else f">= {low}"
-        raise invalid(label, f"must be {bound}")
-    return value
-
-
-def get_choice(obj, name, choices, label=None, *, default=None):
-    label = label or name
-    value = obj.get(name)
-    if value is None:
-        return default
-    if value not in choices or not isinstance(value, str):
-        raise invalid(label, "must be one of " + ", ".join(choices))
-    return value
-
-
-# -- timestamps: integer milliseconds inside, ISO-8601 with Z outside ---------
-
-def iso(ms):
-    """Format epoch milliseconds as ISO-8601 UTC with a trailing Z."""
-    if ms is None:
-        return None
-    moment = EPOCH + timedelta(milliseconds=ms)
-    text = moment.strftime("%Y-%m-%dT%H:%M:%S")
-    return f"{text}.{ms % 1000:03d}Z" if ms % 1000 else text + "Z"
-
-
-def parse_time(value, label):
-    """Parse an ISO-8601 timestamp that names its zone (Z or an offset) into epoch ms."""
-    if not isinstance(value, str) or len(value) > 40:
-        raise invalid(label, "must be an ISO-8601 timestamp")
-    try:
-        moment = datetime.fromisoformat(value)
-    except ValueError:
-        raise invalid(label, "must be an ISO-8601 timestamp") from None
-    if moment.tzinfo is None:
-        raise invalid(label, "must carry Z or a UTC offset")
-    try:
-        ms = (moment - EPOCH) // timedelta(milliseconds=1)
-    except OverflowError:
-        ms = -1
-    if not 0 <= ms <= LATEST_MS:
-        raise invalid(label, "must lie between 1970 and 9999 (UTC)")
-    return ms
-
-
-def now_ms():
-    return int(current_app.config["CLOCK"]() * 1000)
-
-
-# -- request plumbing ---------------------------------------------------------
 
 def _reject_constant(name):
     raise ValueError(f"{name} is not JSON")
-
-
-def too_large(limit):
-    return ApiError(413, "payload_too_large", f"Request body is larger than {limit} bytes")
 
 
 def _read_body():
@@ -189,6 +103,10 @@ def _api_error(exc):
     return envelope(exc.status, exc.code, exc.message, exc.headers)
 
 
+def _unavailable(exc):
+    return envelope(503, "service_unavailable", "The database does not answer")
+
+
 def _http_error(exc):
     if exc.code == 500:
         # Flask has logged the traceback already; the client learns nothing.
@@ -207,4 +125,5 @@ def init_app(app):
     app.before_request(_read_body)
     app.after_request(_log_request)
     app.register_error_handler(ApiError, _api_error)
+    app.register_error_handler(Unavailable, _unavailable)
     app.register_error_handler(HTTPException, _http_error)

@@ -3,9 +3,9 @@ import base64
 import hashlib
 import hmac
 
-from flask import current_app, request
-
-from lb.api import get_choice, get_str, invalid, iso, parse_time
+from lb.clock import iso
+from lb.errors import invalid
+from lb.fields import get_choice, get_str, get_time
 from lb.store import LOG_STATUSES, RequestLog
 
 DEFAULT_LIMIT = 50
@@ -29,12 +29,6 @@ def as_json(log):
     }
 
 
-def query_time(name):
-    """A timestamp from the query string; a '+' left unescaped arrives as a space."""
-    value = request.args.get(name)
-    return None if value is None else parse_time(value.replace(" ", "+"), name)
-
-
 def time_range(query, since, until):
     if since is not None:
         query = query.where(RequestLog.requested_at >= since)
@@ -45,23 +39,22 @@ def time_range(query, since, until):
 
 # -- the cursor: the last row's (requestedAt, id), signed so it cannot be forged --
 
-def _signature(payload):
-    key = current_app.config["SECRET_KEY"].encode("utf-8")
-    return hmac.new(key, payload, hashlib.sha256).hexdigest()[:32]
+def _signature(payload, secret):
+    return hmac.new(secret.encode("utf-8"), payload, hashlib.sha256).hexdigest()[:32]
 
 
-def encode_cursor(requested_at, row_id):
+def encode_cursor(requested_at, row_id, secret):
     payload = f"{requested_at}:{row_id}".encode("ascii")
-    return base64.urlsafe_b64encode(payload).decode("ascii").rstrip("=") + "." + _signature(payload)
+    return base64.urlsafe_b64encode(payload).decode("ascii").rstrip("=") + "." + _signature(payload, secret)
 
 
-def decode_cursor(cursor):
+def decode_cursor(cursor, secret):
     try:
         encoded, signature = cursor.split(".")
         if not signature.isascii():
             raise ValueError("bad signature")  # compare_digest refuses non-ASCII text
         payload = base64.urlsafe_b64decode(encoded + "=" * (-len(encoded) % 4))
-        if not hmac.compare_digest(signature, _signature(payload)):
+        if not hmac.compare_digest(signature, _signature(payload, secret)):
             raise ValueError("bad signature")
         requested_at, row_id = (int(part) for part in payload.decode("ascii").split(":"))
         return requested_at, row_id
@@ -69,14 +62,17 @@ def decode_cursor(cursor):
         raise invalid("cursor", "is not a cursor this service issued") from None
 
 
-def page(args):
-    """One page of logs for the query-string ``args``; returns (rows, next cursor)."""
+def page(args, secret):
+    """One page of logs for the query-string mapping ``args``; returns (rows, next cursor).
+
+    ``secret`` signs the cursor, so a client cannot forge one.
+    """
     limit = args.get("limit", str(DEFAULT_LIMIT))
     # The length check first: int() refuses strings of thousands of digits.
     if not (limit.isascii() and limit.isdigit() and len(limit) <= 9) or not 1 <= int(limit) <= MAX_LIMIT:
         raise invalid("limit", f"must be an integer between 1 and {MAX_LIMIT}")
     limit = int(limit)
-    query = time_range(RequestLog.select(), query_time("since"), query_time("until"))
+    query = time_range(RequestLog.select(), get_time(args, "since"), get_time(args, "until"))
     if "accountId" in args:
         query = query.where(RequestLog.account_id == get_str(args, "accountId"))
     if "model" in args:
@@ -84,12 +80,12 @@ def page(args):
     if "status" in args:
         query = query.where(RequestLog.status == get_choice(args, "status", LOG_STATUSES))
     if "cursor" in args:
-        at, row_id = decode_cursor(args["cursor"])
+        at, row_id = decode_cursor(args["cursor"], secret)
         # Keyset: strictly after the last row in (requestedAt, id) descending order.
         query = query.where((RequestLog.requested_at <= at)
                             & ((RequestLog.requested_at < at) | (RequestLog.id < row_id)))
     rows = list(query.order_by(RequestLog.requested_at.desc(), RequestLog.id.desc()).limit(limit + 1))
     more = len(rows) > limit
     rows = rows[:limit]
-    cursor = encode_cursor(rows[-1].requested_at, rows[-1].id) if more else None
+    cursor = encode_cursor(rows[-1].requested_at, rows[-1].id, secret) if more else None
     return [as_json(r) for r in rows], cursor
