@@ -3,7 +3,11 @@ PY ?= python3.11
 VENV = .venv
 BIN = $(VENV)/bin
 
-.PHONY: run serve test demo reset-auth bench clean
+.DEFAULT_GOAL := help
+.PHONY: help run serve test test-sqlite test-postgres demo reset-auth bench clean
+
+help:  ## list the targets
+	@awk -F':.*## ' '/^[a-z-]+:.*## / {printf "  make %-14s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV) || python3 -m venv $(VENV)
@@ -12,25 +16,28 @@ $(VENV)/.installed: setup.cfg pyproject.toml | $(BIN)/python
 	$(BIN)/pip install -q -e '.[test,postgres]'
 	touch $@
 
-run: $(VENV)/.installed
+run: $(VENV)/.installed  ## set up and serve on http://127.0.0.1:2455 (development server, SQLite in ./data)
 	$(BIN)/python app.py
 
-serve: $(VENV)/.installed
+serve: $(VENV)/.installed  ## the same under waitress (production)
 	$(BIN)/python app.py --waitress
 
-# The suite twice: on SQLite files, then on a throwaway PostgreSQL server.
-test: $(VENV)/.installed
+test: test-sqlite test-postgres  ## set up and run the whole suite on SQLite, then on PostgreSQL
+
+test-sqlite: $(VENV)/.installed  ## the suite on SQLite files only
 	$(BIN)/python -m pytest
+
+test-postgres: $(VENV)/.installed  ## the suite on a throwaway PostgreSQL server (Debian's postgresql)
 	scripts/with-postgres.sh $(BIN)/python -m pytest
 
-demo: $(VENV)/.installed
+demo: $(VENV)/.installed  ## load demo accounts and 5,000 request logs
 	$(BIN)/flask --app lb demo-data
 
-reset-auth: $(VENV)/.installed
+reset-auth: $(VENV)/.installed  ## recovery: remove the dashboard password, TOTP and every session
 	$(BIN)/flask --app lb reset-auth
 
-bench: $(VENV)/.installed
+bench: $(VENV)/.installed  ## benchmark the real server at 10k, 100k and 1M logs (BENCH_ARGS=...)
 	$(BIN)/python bench/bench.py $(BENCH_ARGS)
 
-clean:
+clean:  ## remove the venv
 	rm -rf $(VENV) *.egg-info

@@ -85,10 +85,9 @@ def start_server(data_dir, port):
     deadline = time.time() + 30
     while time.time() < deadline:
         try:
-            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
-            conn.request("GET", "/healthz")
-            if conn.getresponse().status == 200:
-                return proc
+            with Client(port) as client:
+                if client.call("GET", "/healthz")[0].status == 200:
+                    return proc
         except OSError:
             time.sleep(0.1)
     proc.kill()
@@ -110,6 +109,12 @@ class Client:
         self.conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
         self.cookie = cookie
 
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.conn.close()
+
     def call(self, method, path, payload=None, headers=None):
         headers = dict(headers or {})
         if self.cookie:
@@ -125,10 +130,10 @@ class Client:
 
 
 def session_cookie(port):
-    client = Client(port)
-    response, _ = client.call("POST", "/api/dashboard-auth/password/setup", {"password": PASSWORD})
-    if response.status == 409:
-        response, _ = client.call("POST", "/api/dashboard-auth/password/login", {"password": PASSWORD})
+    with Client(port) as client:
+        response, _ = client.call("POST", "/api/dashboard-auth/password/setup", {"password": PASSWORD})
+        if response.status == 409:
+            response, _ = client.call("POST", "/api/dashboard-auth/password/login", {"password": PASSWORD})
     assert response.status == 200, response.status
     cookie = response.getheader("Set-Cookie").split(";")[0]
     return cookie.split("=", 1)[1]
@@ -172,7 +177,9 @@ def _hammer(args):
             errors += response.status != 200
         except (OSError, http.client.HTTPException):
             errors += 1
+            client.conn.close()
             client = Client(port, cookie)
+    client.conn.close()
     return done, errors
 
 
@@ -239,14 +246,14 @@ def measure(data_dir, size, opts):
     server = start_server(data_dir, port)
     try:
         cookie = session_cookie(port)
-        client = Client(port, cookie)
-        latencies(client, "/api/dashboard/overview", opts.warmup)
-        overview = latencies(client, "/api/dashboard/overview", opts.requests)
-        models = latencies(client, "/api/models", opts.requests)
-        first_page, deep_page, depth = page_latency(client, opts.depth)
-        rps, errors = throughput(port, cookie, opts.clients, opts.duration)
-        _, data = client.call("GET", "/api/accounts")
-        ingest = ingest_rate(client, opts.batches, [a["id"] for a in json.loads(data)["accounts"]])
+        with Client(port, cookie) as client:
+            latencies(client, "/api/dashboard/overview", opts.warmup)
+            overview = latencies(client, "/api/dashboard/overview", opts.requests)
+            models = latencies(client, "/api/models", opts.requests)
+            first_page, deep_page, depth = page_latency(client, opts.depth)
+            rps, errors = throughput(port, cookie, opts.clients, opts.duration)
+            _, data = client.call("GET", "/api/accounts")
+            ingest = ingest_rate(client, opts.batches, [a["id"] for a in json.loads(data)["accounts"]])
         rss = rss_mb(server.pid)
     finally:
         server.terminate()

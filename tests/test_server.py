@@ -29,30 +29,35 @@ def free_port():
 
 
 def call(port, method, path, payload=None, headers=None):
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
     headers = dict(headers or {})
     body = None
     if payload is not None:
         body = json.dumps(payload)
         headers["Content-Type"] = "application/json"
-    conn.request(method, path, body=body, headers=headers)
-    response = conn.getresponse()
-    data = response.read()
-    conn.close()
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    try:
+        conn.request(method, path, body=body, headers=headers)
+        response = conn.getresponse()
+        data = response.read()
+    finally:
+        conn.close()
     return response.status, json.loads(data) if data else None
 
 
 class Server:
     def __init__(self, data_dir):
         self.data_dir, self.port, self.proc = str(data_dir), free_port(), None
+        self.log_path = os.path.join(os.path.dirname(self.data_dir), "server.log")
 
     def start(self):
         env = {k: v for k, v in os.environ.items() if not k.startswith("LB_")}
         env.update(LB_DATA_DIR=self.data_dir, LB_PORT=str(self.port), LB_INGEST_TOKEN=TOKEN, LB_THREADS="4")
         if POSTGRES_URL:
             env["LB_DATABASE_URL"] = POSTGRES_URL
-        self.proc = subprocess.Popen([sys.executable, os.path.join(ROOT, "app.py"), "--waitress"], env=env,
-                                     stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        # The log goes to a file: a pipe nobody reads would stall the server once full.
+        with open(self.log_path, "ab") as log:
+            self.proc = subprocess.Popen([sys.executable, os.path.join(ROOT, "app.py"), "--waitress"], env=env,
+                                         stdout=subprocess.DEVNULL, stderr=log)
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             try:
@@ -61,7 +66,9 @@ class Server:
             except OSError:
                 time.sleep(0.05)
         self.proc.kill()
-        raise AssertionError("server did not start: " + self.proc.stderr.read().decode())
+        self.proc.wait()
+        with open(self.log_path, encoding="utf-8", errors="replace") as log:
+            raise AssertionError("server did not start: " + log.read())
 
     def kill_hard(self):
         self.proc.send_signal(signal.SIGKILL)
@@ -71,8 +78,6 @@ class Server:
         if self.proc and self.proc.poll() is None:
             self.proc.terminate()
             self.proc.wait(timeout=10)
-        if self.proc:
-            self.proc.stderr.close()
 
 
 @pytest.fixture
