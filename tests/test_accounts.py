@@ -1,35 +1,25 @@
-"""Accounts (contract section 4): the CRUD endpoints, their validation and guards."""
+"""lb.accounts: the CRUD endpoints of /api/accounts, their validation and guards (contract section 4)."""
 from urllib.parse import quote
 
 import pytest
 
-from helpers import REMOTE, enable_totp, error, login, post, setup_password
+from helpers import (
+    AUTH_REQUIRED, REMOTE, TOTP_REQUIRED, create_account, enable_totp, error, ingest, login, message, ok, overview,
+    post, setup_password,
+)
 
 ACCOUNTS = "/api/accounts"
 KEYS = {"id", "email", "planType", "status", "statusReason", "createdAt", "updatedAt"}
 STATUSES = ("active", "paused", "rate_limited", "quota_exceeded", "deactivated")
 NOW = "2026-11-25T07:00:00Z"
-AUTH_REQUIRED = {"error": {"code": "authentication_required", "message": "Authentication is required"}}
-
-
-def create(client, email="ann@example.com", **fields):
-    response = post(client, ACCOUNTS, {"email": email, **fields})
-    assert response.status_code == 201, response.get_json()
-    return response.get_json()
 
 
 def listed(client):
-    response = client.get(ACCOUNTS)
-    assert response.status_code == 200
-    return response.get_json()["accounts"]
+    return ok(client.get(ACCOUNTS))["accounts"]
 
 
 def by_id(accounts):
     return {a["id"]: a for a in accounts}
-
-
-def message(response):
-    return response.get_json()["error"]["message"]
 
 
 # -- the happy paths -------------------------------------------------------------
@@ -52,13 +42,13 @@ def test_create_returns_the_account_with_defaults(authed):
 
 @pytest.mark.parametrize("status", STATUSES)
 def test_create_with_plan_and_status(authed, status):
-    account = create(authed, "bob@example.com", planType="plus", status=status)
+    account = create_account(authed, "bob@example.com", planType="plus", status=status)
     assert (account["planType"], account["status"]) == ("plus", status)
 
 
 def test_read_and_list_give_the_same_objects(authed):
-    ann = create(authed, "ann@example.com")
-    bob = create(authed, "bob@example.com", planType="pro", status="paused")
+    ann = create_account(authed, "ann@example.com")
+    bob = create_account(authed, "bob@example.com", planType="pro", status="paused")
     for account in (ann, bob):
         response = authed.get(f"{ACCOUNTS}/{account['id']}")
         assert response.status_code == 200
@@ -67,7 +57,7 @@ def test_read_and_list_give_the_same_objects(authed):
 
 
 def test_patch_changes_fields_and_updated_at(authed, clock):
-    account = create(authed)
+    account = create_account(authed)
     clock.advance(90)
     response = authed.patch(f"{ACCOUNTS}/{account['id']}",
                             json={"status": "rate_limited", "planType": "team", "statusReason": "429 from upstream"})
@@ -79,7 +69,7 @@ def test_patch_changes_fields_and_updated_at(authed, clock):
 
 
 def test_patch_null_clears_text_fields_and_absent_fields_are_kept(authed):
-    account = create(authed, planType="plus", status="paused")
+    account = create_account(authed, planType="plus", status="paused")
     authed.patch(f"{ACCOUNTS}/{account['id']}", json={"statusReason": "manual pause"})
     response = authed.patch(f"{ACCOUNTS}/{account['id']}", json={"planType": None})
     assert response.status_code == 200
@@ -94,14 +84,14 @@ def test_patch_null_clears_text_fields_and_absent_fields_are_kept(authed):
 
 @pytest.mark.parametrize("field, limit", [("planType", 64), ("statusReason", 500)])
 def test_text_fields_take_their_full_length(authed, field, limit):
-    account = create(authed)
+    account = create_account(authed)
     response = authed.patch(f"{ACCOUNTS}/{account['id']}", json={field: "é" * limit})
     assert response.status_code == 200
     assert response.get_json()[field] == "é" * limit
 
 
 def test_delete_answers_204_with_an_empty_body(authed):
-    ann, bob = create(authed, "ann@example.com"), create(authed, "bob@example.com")
+    ann, bob = create_account(authed, "ann@example.com"), create_account(authed, "bob@example.com")
     response = authed.delete(f"{ACCOUNTS}/{ann['id']}")
     assert response.status_code == 204
     assert response.data == b""
@@ -113,7 +103,7 @@ def test_delete_answers_204_with_an_empty_body(authed):
 def test_ids_are_opaque_and_never_reused(authed):
     seen = set()
     for _ in range(5):
-        account = create(authed, "same@example.com")
+        account = create_account(authed, "same@example.com")
         assert isinstance(account["id"], str) and account["id"] not in seen
         seen.add(account["id"])
         assert authed.delete(f"{ACCOUNTS}/{account['id']}").status_code == 204
@@ -147,7 +137,7 @@ BAD_EMAILS = [
 
 @pytest.mark.parametrize("email", GOOD_EMAILS)
 def test_good_emails_are_stored_verbatim(authed, email):
-    account = create(authed, email)
+    account = create_account(authed, email)
     assert account["email"] == email
     assert authed.get(f"{ACCOUNTS}/{account['id']}").get_json()["email"] == email
 
@@ -166,16 +156,16 @@ def test_bad_emails_are_refused(authed, email):
     ("Änn@Exämple.de", "änn@exämple.de"),
 ])
 def test_emails_are_unique_regardless_of_case(authed, first, second):
-    account = create(authed, first)
+    account = create_account(authed, first)
     response = post(authed, ACCOUNTS, {"email": second, "status": "paused"})
     assert error(response) == (409, "account_exists")
     assert listed(authed) == [account]
 
 
 def test_an_email_is_free_again_after_a_delete(authed):
-    first = create(authed, "ann@example.com")
+    first = create_account(authed, "ann@example.com")
     authed.delete(f"{ACCOUNTS}/{first['id']}")
-    second = create(authed, "ANN@example.com")
+    second = create_account(authed, "ANN@example.com")
     assert second["id"] != first["id"] and second["email"] == "ANN@example.com"
 
 
@@ -213,7 +203,7 @@ BAD_PATCHES = [
 
 @pytest.mark.parametrize("payload, field", BAD_PATCHES)
 def test_bad_patch_bodies_are_422_and_change_nothing(authed, clock, payload, field):
-    account = create(authed, planType="plus")
+    account = create_account(authed, planType="plus")
     clock.advance(60)
     response = authed.patch(f"{ACCOUNTS}/{account['id']}", json=payload)
     assert error(response) == (422, "validation_error")
@@ -227,7 +217,7 @@ WEIRD_IDS = ["nope", "acc_", "0", "-1", "acc_' OR '1'='1", "%", "\x00", "é", "a
 @pytest.mark.parametrize("method", ["get", "patch", "delete"])
 @pytest.mark.parametrize("account_id", WEIRD_IDS)
 def test_unknown_ids_are_404(authed, method, account_id):
-    create(authed)
+    create_account(authed)
     kwargs = {"json": {"status": "paused"}} if method == "patch" else {}
     response = getattr(authed, method)(f"{ACCOUNTS}/{quote(account_id, safe='')}", **kwargs)
     assert error(response) == (404, "account_not_found")
@@ -253,7 +243,7 @@ BAD_BODIES = [
 @pytest.mark.parametrize("method", ["post", "patch"])
 @pytest.mark.parametrize("kwargs, status, code", BAD_BODIES)
 def test_bad_bodies_are_refused_and_change_nothing(authed, method, kwargs, status, code):
-    account = create(authed)
+    account = create_account(authed)
     path = ACCOUNTS if method == "post" else f"{ACCOUNTS}/{account['id']}"
     assert error(getattr(authed, method)(path, **kwargs)) == (status, code)
     assert listed(authed) == [account]
@@ -262,7 +252,7 @@ def test_bad_bodies_are_refused_and_change_nothing(authed, method, kwargs, statu
 def test_a_body_over_the_limit_is_413(make_app):
     client = make_app(MAX_BODY_BYTES=2048).test_client()
     setup_password(client)
-    account = create(client)
+    account = create_account(client)
     big = {"email": "bob@example.com", "statusReason": "x" * 3000}
     assert error(post(client, ACCOUNTS, big)) == (413, "payload_too_large")
     assert error(client.patch(f"{ACCOUNTS}/{account['id']}", json=big)) == (413, "payload_too_large")
@@ -270,7 +260,7 @@ def test_a_body_over_the_limit_is_413(make_app):
 
 
 def test_failed_writes_change_nothing(authed, clock):
-    account = create(authed, planType="plus")
+    account = create_account(authed, planType="plus")
     before = listed(authed)
     clock.advance(60)
     attempts = [
@@ -301,7 +291,7 @@ def requests_for(account_id):
 
 @pytest.mark.parametrize("index", range(5))
 def test_every_endpoint_needs_a_session_once_a_password_is_set(app, authed, index):
-    account = create(authed)
+    account = create_account(authed)
     method, path, payload = requests_for(account["id"])[index]
     response = getattr(app.test_client(), method)(path, json=payload)
     assert response.status_code == 401
@@ -311,7 +301,7 @@ def test_every_endpoint_needs_a_session_once_a_password_is_set(app, authed, inde
 
 @pytest.mark.parametrize("index", range(5))
 def test_remote_clients_are_refused_before_a_password_is_set(client, index):
-    account = create(client)
+    account = create_account(client)
     method, path, payload = requests_for(account["id"])[index]
     response = getattr(client, method)(path, json=payload, environ_base=REMOTE)
     assert response.status_code == 401
@@ -325,18 +315,17 @@ def test_a_session_owing_totp_is_refused(app, authed, clock):
     assert login(other).status_code == 200
     response = other.get(ACCOUNTS)
     assert response.status_code == 401
-    assert response.get_json() == {"error": {"code": "totp_required",
-                                             "message": "TOTP verification is required for dashboard access"}}
+    assert response.get_json() == TOTP_REQUIRED
 
 
 # -- accounts in the overview and in the logs -------------------------------------
 
 def counts(client):
-    return client.get("/api/dashboard/overview").get_json()["accountCounts"]
+    return overview(client)["accountCounts"]
 
 
 def test_overview_counts_accounts_and_forgets_deleted_ones(authed):
-    made = [create(authed, f"u{i}@example.com", status=s) for i, s in enumerate(STATUSES + ("active",))]
+    made = [create_account(authed, f"u{i}@example.com", status=s) for i, s in enumerate(STATUSES + ("active",))]
     assert counts(authed) == {"total": 6, "active": 2, "paused": 1, "rateLimited": 1, "quotaExceeded": 1,
                               "deactivated": 1}
     authed.patch(f"{ACCOUNTS}/{made[0]['id']}", json={"status": "paused"})
@@ -347,11 +336,11 @@ def test_overview_counts_accounts_and_forgets_deleted_ones(authed):
 
 
 def test_a_deleted_accounts_logs_keep_its_id_and_usage(authed):
-    account = create(authed)
+    account = create_account(authed)
     items = [{"model": "gpt-4o-mini", "accountId": account["id"], "inputTokens": 1000, "outputTokens": 500},
              {"model": "o3-pro", "inputTokens": 10}]
-    assert post(authed, "/api/request-logs", {"requests": items}).status_code == 201
-    summary = authed.get("/api/dashboard/overview").get_json()["usageSummary"]
+    assert ingest(authed, items) == {"accepted": 2, "duplicates": 0}
+    summary = overview(authed)["usageSummary"]
     assert authed.delete(f"{ACCOUNTS}/{account['id']}").status_code == 204
 
     logs = authed.get("/api/request-logs").get_json()["requests"]
@@ -359,6 +348,6 @@ def test_a_deleted_accounts_logs_keep_its_id_and_usage(authed):
     usage = authed.get("/api/usage?groupBy=account").get_json()
     assert [(row["key"], row["requests"], row["inputTokens"]) for row in usage["rows"]] == [
         (account["id"], 1, 1000), (None, 1, 10)]
-    overview = authed.get("/api/dashboard/overview").get_json()
-    assert overview["usageSummary"] == summary
-    assert overview["accountCounts"]["total"] == 0
+    after = overview(authed)
+    assert after["usageSummary"] == summary
+    assert after["accountCounts"]["total"] == 0

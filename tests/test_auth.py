@@ -1,162 +1,27 @@
-"""Dashboard authentication (contract section 2): sessions, cookies, passwords, first run, rate limit.
+"""lb.auth: the guard in front of the dashboard API.
 
-TOTP has its own file, test_auth_totp.py.
+Before a password exists the dashboard is open to this machine only (a loopback
+address and no proxy header it was not told to trust); afterwards it needs a valid
+session, and a session that still owes its TOTP code gets totp_required. The auth
+endpoints that need a session are guarded the same way. Each resource's own file
+checks its endpoints are guarded; the ingest token is in test_ingest.py.
 """
-import re
-
 import pytest
 
 from helpers import (
-    AUTH, AUTH_REQUIRED, BOOTSTRAP, COOKIE, DASHBOARD, PASSWORD, REMOTE, denied, enable_totp,
-    error, login, ok, post, setup_password,
+    AUTH, AUTH_REQUIRED, DASHBOARD, NEW_PASSWORD, NO_PASSWORD, PASSWORD, REMOTE, TOTP_REQUIRED, denied,
+    enable_totp, error, login, ok, post, setup_password, state, token, with_cookie,
 )
 
 DASHBOARD_KEY = {"/api/dashboard/overview": "accountCounts", "/api/models": "models"}
-NEW_PASSWORD = "a brand new passphrase"
-EXPIRES = "2026-11-25T19:00:00Z"  # the clock starts at 07:00Z; sessions last 12 h
-
-SIGNED_IN = {"isPasswordConfigured": True, "isPasswordVerified": True, "isTotpConfigured": False,
-             "isTotpVerified": False, "isTotpRequiredOnLogin": False, "authenticated": True,
-             "expiresAt": EXPIRES}
-SIGNED_OUT = dict(SIGNED_IN, isPasswordVerified=False, authenticated=False, expiresAt=None)
-NO_PASSWORD = dict(SIGNED_OUT, isPasswordConfigured=False)
 
 
-def state(client, **kwargs):
-    return ok(client.get(AUTH + "/session", **kwargs))
-
-
-def session_cookie(response):
-    """The ``dashboard_session`` Set-Cookie of ``response``: (value, {lower-cased attribute: value})."""
-    headers = [h for h in response.headers.getlist("Set-Cookie") if h.startswith(COOKIE + "=")]
-    assert len(headers) == 1, response.headers
-    first, *attributes = [part.strip() for part in headers[0].split(";")]
-    flags = {}
-    for attribute in attributes:
-        name, _, value = attribute.partition("=")
-        flags[name.lower()] = value
-    return first.partition("=")[2], flags
-
-
-def token(client):
-    return client.get_cookie(COOKIE).value
-
-
-def with_cookie(app, value):
-    """A new client that presents a copied session token."""
-    client = app.test_client()
-    client.set_cookie(COOKIE, value)
-    return client
-
-
-def change(client, current=PASSWORD, new=NEW_PASSWORD):
-    return post(client, AUTH + "/password/change", {"currentPassword": current, "newPassword": new})
-
-
-def remove(client, password=PASSWORD):
-    return client.delete(AUTH + "/password", json={"password": password})
-
-
-def assert_cleared(response):
-    value, flags = session_cookie(response)
-    assert value == "" and flags["max-age"] == "0" and flags["path"] == "/"
-
-
-# -- GET /session in each state -------------------------------------------------
+# -- first run: this machine only -----------------------------------------------------------
 
 @pytest.mark.parametrize("environ, authenticated", [({}, True), ({"REMOTE_ADDR": "::1"}, True), (REMOTE, False)])
 def test_session_without_password_is_open_to_this_machine_only(client, environ, authenticated):
     assert state(client, environ_base=environ) == dict(NO_PASSWORD, authenticated=authenticated)
 
-
-def test_session_after_setup_is_password_verified(client):
-    response = setup_password(client)
-    assert ok(response) == SIGNED_IN
-    assert state(client) == SIGNED_IN
-
-
-def test_session_without_cookie_once_a_password_exists(app, authed):
-    assert state(app.test_client()) == SIGNED_OUT
-
-
-def test_session_after_logout(app, authed):
-    saved = token(authed)
-    response = post(authed, AUTH + "/logout")
-    assert ok(response) == {"status": "ok"}
-    assert_cleared(response)
-    assert state(authed) == SIGNED_OUT
-    # The session ended on the server: a copied cookie is worthless.
-    copy = with_cookie(app, saved)
-    assert state(copy) == SIGNED_OUT
-    for path in DASHBOARD:
-        response = copy.get(path)
-        assert denied(response) == AUTH_REQUIRED
-
-
-def test_logout_without_a_session_is_fine(client):
-    response = post(client, AUTH + "/logout")
-    assert ok(response) == {"status": "ok"}
-    assert_cleared(response)
-
-
-@pytest.mark.parametrize("path", DASHBOARD)
-def test_session_expires_12_hours_after_login_whatever_its_use(authed, clock, path):
-    clock.advance(6 * 3600)
-    assert authed.get(path).status_code == 200
-    clock.advance(6 * 3600 - 1)
-    assert authed.get(path).status_code == 200  # use does not extend it
-    assert state(authed) == SIGNED_IN
-    clock.advance(1)
-    response = authed.get(path)
-    assert denied(response) == AUTH_REQUIRED
-    assert state(authed) == SIGNED_OUT
-
-
-@pytest.mark.parametrize("path", DASHBOARD)
-@pytest.mark.parametrize("cookie", [None, "unknown-token", "x" * 500])
-def test_dashboard_needs_a_valid_session(app, authed, path, cookie):
-    client = app.test_client() if cookie is None else with_cookie(app, cookie)
-    response = client.get(path)
-    assert denied(response) == AUTH_REQUIRED
-
-
-# -- the cookie -------------------------------------------------------------------
-
-@pytest.mark.parametrize("base_url, secure", [("http://localhost", False), ("https://localhost", True)])
-@pytest.mark.parametrize("endpoint", ["setup", "login"])
-def test_session_cookie_flags(client, base_url, secure, endpoint):
-    if endpoint == "login":
-        setup_password(client)
-    response = post(client, f"{AUTH}/password/{endpoint}", {"password": PASSWORD}, base_url=base_url)
-    assert ok(response) == SIGNED_IN
-    value, flags = session_cookie(response)
-    assert re.fullmatch(r"[A-Za-z0-9_-]{43,}", value)
-    assert flags["max-age"] == "43200"
-    assert flags["path"] == "/" and flags["samesite"] == "Lax" and "httponly" in flags
-    assert ("secure" in flags) == secure
-
-
-@pytest.mark.parametrize("trusted, secure", [(0, False), (1, True)])
-def test_secure_flag_behind_a_proxy_only_when_trusted(make_app, trusted, secure):
-    client = make_app(TRUSTED_PROXIES=trusted).test_client()
-    setup_password(client)
-    response = post(client, AUTH + "/password/login", {"password": PASSWORD},
-                    headers={"X-Forwarded-Proto": "https"})
-    assert ok(response) == SIGNED_IN
-    assert ("secure" in session_cookie(response)[1]) == secure
-
-
-def test_login_issues_a_new_token_and_ends_the_old_session(app, authed):
-    old = token(authed)
-    response = login(authed)
-    assert ok(response) == SIGNED_IN
-    new, _ = session_cookie(response)
-    assert new != old and token(authed) == new
-    assert state(with_cookie(app, old)) == SIGNED_OUT
-    assert authed.get(DASHBOARD[0]).status_code == 200
-
-
-# -- first run ----------------------------------------------------------------------
 
 @pytest.mark.parametrize("environ, headers, allowed", [
     ({}, {}, True),
@@ -190,141 +55,77 @@ def test_first_run_behind_a_trusted_proxy_uses_the_forwarded_address(make_app, h
         assert denied(response) == AUTH_REQUIRED
 
 
+@pytest.mark.parametrize("headers, environ", [
+    ({}, REMOTE),
+    ({"X-Forwarded-For": "203.0.113.9"}, {}),
+    ({"Forwarded": "for=203.0.113.9"}, {}),
+])
+@pytest.mark.parametrize("path", DASHBOARD)
+def test_without_a_password_only_this_machine_gets_in(client, path, headers, environ):
+    refused = client.get(path, headers=headers, environ_base=environ)
+    assert error(refused) == (401, "authentication_required")
+    local = client.get(path)
+    assert local.status_code == 200 and "error" not in local.get_json()
+
+
 def test_a_password_closes_first_run_mode(app, authed):
     response = app.test_client().get(DASHBOARD[0])
     assert denied(response) == AUTH_REQUIRED
 
 
-# -- POST /password/setup -------------------------------------------------------------
+# -- a valid session ------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("request_kwargs", [
-    {"environ_base": REMOTE},
-    {"headers": {"X-Forwarded-For": "127.0.0.1"}},
-])
-@pytest.mark.parametrize("extra", [{}, {"bootstrapToken": None}, {"bootstrapToken": ""},
-                                   {"bootstrapToken": "wrong"}, {"bootstrapToken": BOOTSTRAP.upper()}])
-def test_remote_setup_needs_the_bootstrap_token(client, request_kwargs, extra):
-    response = post(client, AUTH + "/password/setup", {"password": PASSWORD, **extra}, **request_kwargs)
-    assert error(response) == (401, "bootstrap_required")
-    assert "Set-Cookie" not in response.headers
-    assert state(client) == dict(NO_PASSWORD, authenticated=True)
+@pytest.mark.parametrize("path", DASHBOARD)
+@pytest.mark.parametrize("cookie", [None, "unknown-token", "x" * 500])
+def test_dashboard_needs_a_valid_session(app, authed, path, cookie):
+    client = app.test_client() if cookie is None else with_cookie(app, cookie)
+    response = client.get(path)
+    assert denied(response) == AUTH_REQUIRED
 
 
-def test_remote_setup_with_the_bootstrap_token(client):
-    payload = {"password": PASSWORD, "bootstrapToken": BOOTSTRAP}
-    response = post(client, AUTH + "/password/setup", payload, environ_base=REMOTE)
-    assert ok(response) == SIGNED_IN
-    assert session_cookie(response)[1]["max-age"] == "43200"
-    assert client.get(DASHBOARD[0], environ_base=REMOTE).status_code == 200
+def no_cookie(app, authed, clock):
+    return app.test_client()
 
 
-@pytest.mark.parametrize("environ", [{}, REMOTE])
-def test_setup_twice_is_a_conflict(authed, environ):
-    payload = {"password": NEW_PASSWORD, "bootstrapToken": BOOTSTRAP}
-    response = post(authed, AUTH + "/password/setup", payload, environ_base=environ)
-    assert error(response) == (409, "password_already_configured")
-    assert error(login(authed, NEW_PASSWORD)) == (401, "invalid_credentials")
+def unknown_cookie(app, authed, clock):
+    return with_cookie(app, "x" * 43)
 
 
-@pytest.mark.parametrize("length, status", [(7, 422), (8, 200), (256, 200), (257, 422)])
-def test_setup_password_length(client, length, status):
-    password = "p" * length
-    response = post(client, AUTH + "/password/setup", {"password": password})
-    if status == 200:
-        assert ok(response) == SIGNED_IN
-        assert login(client, password).status_code == 200
-    else:
-        assert error(response) == (422, "validation_error")
-        assert response.get_json()["error"]["message"].startswith("password ")
-        assert state(client)["isPasswordConfigured"] is False
+def expired_session(app, authed, clock):
+    clock.advance(12 * 3600)
+    return authed
 
 
-@pytest.mark.parametrize("payload", [{}, {"password": None}, {"password": 12345678}, {"password": ["p" * 8]},
-                                     {"password": True}, {"pass": PASSWORD}])
-def test_setup_password_must_be_a_string(client, payload):
-    response = post(client, AUTH + "/password/setup", payload)
-    assert error(response) == (422, "validation_error")
-    assert response.get_json()["error"]["message"].startswith("password ")
+def logged_out_copy(app, authed, clock):
+    copy = with_cookie(app, token(authed))
+    assert post(authed, "/api/dashboard-auth/logout").status_code == 200
+    return copy
 
 
-# -- POST /password/login ----------------------------------------------------------------
-
-def test_login_without_a_password_configured(client):
-    response = login(client)
-    assert error(response) == (400, "password_not_configured")
-
-
-def test_login_with_a_wrong_password(app, authed):
-    client = app.test_client()
-    response = login(client, "not the password")
-    assert error(response) == (401, "invalid_credentials")
-    assert "Set-Cookie" not in response.headers
-    assert state(client) == SIGNED_OUT
+@pytest.mark.parametrize("make_client", [no_cookie, unknown_cookie, expired_session, logged_out_copy])
+@pytest.mark.parametrize("path", DASHBOARD)
+def test_a_missing_or_dead_session_is_authentication_required(app, authed, clock, make_client, path):
+    response = make_client(app, authed, clock).get(path)
+    assert response.status_code == 401
+    assert response.get_json() == AUTH_REQUIRED
 
 
-@pytest.mark.parametrize("payload", [{}, {"password": 1}, {"password": [PASSWORD]}])
-def test_login_password_must_be_a_string(authed, payload):
-    response = post(authed, AUTH + "/password/login", payload)
-    assert error(response) == (422, "validation_error")
-    assert response.get_json()["error"]["message"].startswith("password ")
+@pytest.mark.parametrize("path", DASHBOARD)
+def test_a_session_that_owes_its_totp_is_totp_required(app, authed, clock, path):
+    earlier = app.test_client()
+    assert login(earlier).status_code == 200
+    enable_totp(authed, clock)
+    later = app.test_client()
+    assert login(later).get_json()["isTotpVerified"] is False
+    for pending in (earlier, later):
+        response = pending.get(path)
+        assert response.status_code == 401
+        assert response.get_json() == TOTP_REQUIRED
+    verified = authed.get(path)
+    assert verified.status_code == 200 and "error" not in verified.get_json()
 
 
-# -- POST /password/change and DELETE /password -----------------------------------------
-
-def test_password_change_ends_every_other_session(app, authed):
-    other = app.test_client()
-    assert login(other).status_code == 200
-    response = change(authed)
-    assert ok(response) == {"status": "ok"}
-    assert authed.get(DASHBOARD[0]).status_code == 200
-    assert state(authed) == SIGNED_IN
-    assert denied(other.get(DASHBOARD[0])) == AUTH_REQUIRED
-    assert error(login(app.test_client())) == (401, "invalid_credentials")
-    assert ok(login(app.test_client(), NEW_PASSWORD)) == SIGNED_IN
-
-
-def test_password_change_with_a_wrong_current_password(app, authed):
-    other = app.test_client()
-    login(other)
-    assert error(change(authed, current="not the password")) == (401, "invalid_credentials")
-    assert state(other) == SIGNED_IN
-    assert login(app.test_client()).status_code == 200
-
-
-@pytest.mark.parametrize("payload, field", [
-    ({"currentPassword": PASSWORD}, "newPassword"),
-    ({"currentPassword": PASSWORD, "newPassword": "p" * 7}, "newPassword"),
-    ({"currentPassword": PASSWORD, "newPassword": "p" * 257}, "newPassword"),
-    ({"currentPassword": PASSWORD, "newPassword": 12345678}, "newPassword"),
-    ({"newPassword": NEW_PASSWORD}, "currentPassword"),
-    ({"currentPassword": 1, "newPassword": NEW_PASSWORD}, "currentPassword"),
-])
-def test_password_change_validation(authed, payload, field):
-    response = post(authed, AUTH + "/password/change", payload)
-    assert error(response) == (422, "validation_error")
-    assert response.get_json()["error"]["message"].startswith(field + " ")
-
-
-def test_password_removal_ends_all_sessions_and_clears_the_cookie(app, authed):
-    remote = app.test_client()
-    assert post(remote, AUTH + "/password/login", {"password": PASSWORD}, environ_base=REMOTE).status_code == 200
-    saved = token(authed)
-    response = remove(authed)
-    assert ok(response) == {"status": "ok"}
-    assert_cleared(response)
-    assert authed.get_cookie(COOKIE) is None
-    assert state(authed) == dict(NO_PASSWORD, authenticated=True)
-    assert denied(remote.get(DASHBOARD[0], environ_base=REMOTE)) == AUTH_REQUIRED
-    # Under a new password, neither old token comes back to life.
-    setup_password(app.test_client(), NEW_PASSWORD)
-    assert state(with_cookie(app, saved)) == SIGNED_OUT
-    assert state(remote, environ_base=REMOTE) == SIGNED_OUT
-
-
-def test_password_removal_with_a_wrong_password(authed):
-    assert error(remove(authed, "not the password")) == (401, "invalid_credentials")
-    assert state(authed) == SIGNED_IN
-
+# -- the auth endpoints behind the guard --------------------------------------------------------
 
 @pytest.mark.parametrize("method, path, payload", [
     ("POST", "/password/change", {"currentPassword": PASSWORD, "newPassword": NEW_PASSWORD}),
@@ -345,90 +146,3 @@ def test_protected_auth_endpoints(app, client, method, path, payload):
     setup_password(app.test_client())
     response = client.open(AUTH + path, method=method, json=payload)
     assert denied(response) == AUTH_REQUIRED
-
-
-# -- the rate limit -------------------------------------------------------------------------
-
-WRONG_ATTEMPTS = {
-    "login": lambda client: login(client, "not the password"),
-    "change": lambda client: change(client, current="not the password"),
-    "remove": lambda client: remove(client, "not the password"),
-}
-
-
-def fail_logins(client, times, **kwargs):
-    for _ in range(times):
-        response = post(client, AUTH + "/password/login", {"password": "not the password"}, **kwargs)
-        assert error(response) == (401, "invalid_credentials")
-
-
-def assert_limited(response, retry_after):
-    assert error(response) == (429, "rate_limited")
-    assert response.headers["Retry-After"] == str(retry_after)
-
-
-@pytest.mark.parametrize("kind", WRONG_ATTEMPTS)
-def test_eight_wrong_passwords_block_every_attempt(authed, kind):
-    for _ in range(8):
-        assert error(WRONG_ATTEMPTS[kind](authed)) == (401, "invalid_credentials")
-    assert_limited(WRONG_ATTEMPTS[kind](authed), 60)
-    assert_limited(login(authed), 60)  # the right password too
-    assert_limited(change(authed), 60)
-    assert_limited(remove(authed), 60)
-    assert state(authed) == SIGNED_IN  # a 429 changes nothing
-
-
-def test_retry_after_counts_down_to_the_oldest_failure_leaving_the_window(authed, clock):
-    for _ in range(8):
-        fail_logins(authed, 1)
-        clock.advance(5)  # failures at 0, 5, ..., 35 s; now 40 s
-    assert_limited(login(authed), 20)
-    clock.advance(0.5)
-    assert_limited(login(authed), 20)  # 19.5 s, rounded up
-    clock.advance(18.5)
-    assert_limited(login(authed), 1)
-    clock.advance(0.9)
-    assert_limited(login(authed), 1)
-    # At 60 s the oldest failure leaves the window; had the 429s counted, it would not reopen.
-    clock.advance(0.1)
-    assert ok(login(authed)) == dict(SIGNED_IN, expiresAt="2026-11-25T19:01:00Z")
-    # Seven failures remain inside the window: one more closes it again until the next one ages out.
-    fail_logins(authed, 1)
-    assert_limited(login(authed), 5)
-
-
-def test_rate_limit_is_per_client_address(app, authed):
-    fail_logins(authed, 8)
-    assert_limited(login(authed), 60)
-    remote = app.test_client()
-    response = post(remote, AUTH + "/password/login", {"password": PASSWORD}, environ_base=REMOTE)
-    assert ok(response) == SIGNED_IN
-
-
-def test_rate_limit_behind_a_trusted_proxy_uses_the_forwarded_address(make_app):
-    client = make_app(TRUSTED_PROXIES=1).test_client()
-    setup_password(client)
-    fail_logins(client, 8, headers={"X-Forwarded-For": "198.51.100.7"})
-    assert_limited(post(client, AUTH + "/password/login", {"password": PASSWORD},
-                        headers={"X-Forwarded-For": "198.51.100.7"}), 60)
-    assert ok(login(client)) == SIGNED_IN
-
-
-def test_failure_counter_survives_a_restart(make_app, authed):
-    fail_logins(authed, 8)
-    restarted = make_app().test_client()
-    assert_limited(login(restarted), 60)
-
-
-# -- the recovery command ----------------------------------------------------------------------
-
-def test_reset_auth_command_removes_password_totp_and_sessions(app, authed, clock):
-    enable_totp(authed, clock)
-    saved = token(authed)
-    result = app.test_cli_runner().invoke(args=["reset-auth"])
-    assert result.exit_code == 0, result.output
-    assert "removed" in result.output
-    assert state(authed) == dict(NO_PASSWORD, authenticated=True)
-    setup_password(app.test_client(), NEW_PASSWORD)
-    assert state(with_cookie(app, saved)) == SIGNED_OUT  # TOTP gone, the old session too
-    assert ok(login(app.test_client(), NEW_PASSWORD)) == SIGNED_IN

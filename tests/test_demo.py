@@ -1,7 +1,20 @@
-"""The demo-data command: accounts in mixed statuses and logs over 35 days, via ingest."""
+"""lb.demo: the demo-data command, accounts in mixed statuses and logs over 35 days, via ingest."""
+import math
 from datetime import datetime, timezone
+from fractions import Fraction
 
-from lb.store import RequestLog, db
+from lb.store import SEED_CATALOG, RequestLog, db
+
+# USD per million tokens (input, cached input, output): micro-USD per token.
+PRICES = {model: tuple(Fraction(price) for price in prices) for model, _, *prices in SEED_CATALOG}
+
+
+def priced(log):
+    """The log's cost in micro-USD, worked out here: rounded half up, fresh input at the input price."""
+    p_in, p_cached, p_out = PRICES[log.model]
+    exact = (log.input_tokens - log.cached_input_tokens) * p_in + log.cached_input_tokens * p_cached \
+        + log.output_tokens * p_out
+    return math.floor(exact + Fraction(1, 2))
 
 
 def test_demo_data_fills_a_living_overview(app, client, clock):
@@ -27,7 +40,8 @@ def test_demo_data_fills_a_living_overview(app, client, clock):
 def test_demo_logs_go_through_ingest_and_its_summaries(app):
     app.test_cli_runner().invoke(args=["demo-data", "--accounts", "2", "--logs", "300", "--seed", "4"])
     with app.app_context(), db.connection_context():
-        costs = [log.cost for log in RequestLog.select()]
+        logs = list(RequestLog.select())
         hourly = db.execute_sql("SELECT SUM(requests) FROM hourly_usage").fetchone()[0]
-    assert len(costs) == hourly == 300
-    assert all(cost >= 0 for cost in costs) and any(costs)
+    assert len(logs) == hourly == 300
+    assert [log.cost for log in logs] == [priced(log) for log in logs]  # every demo model is in the catalog
+    assert any(log.cost for log in logs)

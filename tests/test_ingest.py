@@ -1,61 +1,37 @@
-"""Request-log ingest (contract section 5, POST /api/request-logs)."""
+"""lb.ingest: POST /api/request-logs, validation, duplicates, cost, and who may ingest (contract section 5)."""
 import pytest
 
-from helpers import INGEST, REMOTE, error, post, setup_password
-
-LOGS = "/api/request-logs"
-BEARER = {"Authorization": f"Bearer {INGEST}"}
-AUTH_REQUIRED = {"error": {"code": "authentication_required", "message": "Authentication is required"}}
+from helpers import (
+    AUTH_REQUIRED, BEARER, INGEST, LOGS, REMOTE, create_account, error, ingest, message, ok, overview, post, send_logs,
+    setup_password,
+)
 
 
 def item(**fields):
     return {"model": "gpt-4o-mini", **fields}
 
 
-def ingest(client, items, **kwargs):
-    return post(client, LOGS, {"requests": items}, **kwargs)
-
-
 def stored(client):
     """Every stored log, newest first (read with the dashboard session)."""
-    response = client.get(f"{LOGS}?limit=500")
-    assert response.status_code == 200
-    return response.get_json()["requests"]
-
-
-def overview(client):
-    return client.get("/api/dashboard/overview").get_json()
-
-
-def message(response):
-    return response.get_json()["error"]["message"]
-
-
-def make_account(client):
-    response = post(client, "/api/accounts", {"email": "ann@example.com"})
-    assert response.status_code == 201
-    return response.get_json()["id"]
+    return ok(client.get(f"{LOGS}?limit=500"))["requests"]
 
 
 # -- accepting batches -----------------------------------------------------------
 
 def test_a_batch_is_accepted(authed):
-    response = ingest(authed, [item(requestId="r1"), item(requestId="r2", model="o3-pro")])
-    assert response.status_code == 201
-    assert response.get_json() == {"accepted": 2, "duplicates": 0}
+    assert ingest(authed, [item(requestId="r1"), item(requestId="r2", model="o3-pro")]) == {
+        "accepted": 2, "duplicates": 0}
     assert sorted(log["requestId"] for log in stored(authed)) == ["r1", "r2"]
 
 
 def test_an_empty_batch_is_201_with_zeros(authed):
-    response = ingest(authed, [])
-    assert response.status_code == 201
-    assert response.get_json() == {"accepted": 0, "duplicates": 0}
+    assert ingest(authed, []) == {"accepted": 0, "duplicates": 0}
     assert stored(authed) == []
 
 
 def test_item_defaults(authed, clock):
     clock.advance(90)
-    assert ingest(authed, [{"model": "gpt-4o-mini"}]).get_json() == {"accepted": 1, "duplicates": 0}
+    assert ingest(authed, [{"model": "gpt-4o-mini"}]) == {"accepted": 1, "duplicates": 0}
     [log] = stored(authed)
     assert log == {"id": log["id"], "requestId": None, "requestedAt": "2026-11-25T07:01:30Z", "accountId": None,
                    "model": "gpt-4o-mini", "inputTokens": 0, "outputTokens": 0, "cachedInputTokens": 0,
@@ -63,11 +39,11 @@ def test_item_defaults(authed, clock):
 
 
 def test_every_field_round_trips(authed):
-    account_id = make_account(authed)
+    account_id = create_account(authed)["id"]
     sent = {"requestId": "req-1", "requestedAt": "2026-11-25T06:59:59.250Z", "accountId": account_id,
             "model": "o3-pro", "inputTokens": 1000, "outputTokens": 100, "cachedInputTokens": 500,
             "status": "rate_limit", "errorCode": "upstream_429", "latencyMs": 1234}
-    assert ingest(authed, [sent]).status_code == 201
+    assert ingest(authed, [sent]) == {"accepted": 1, "duplicates": 0}
     [log] = stored(authed)
     assert log == {"id": log["id"], **sent, "cost": 0.028}
 
@@ -81,7 +57,7 @@ def test_every_field_round_trips(authed):
     ("1970-01-01T00:00:00Z", "1970-01-01T00:00:00Z"),
 ])
 def test_timestamps_are_normalised_to_utc(authed, sent, kept):
-    assert ingest(authed, [item(requestedAt=sent)]).status_code == 201
+    assert ingest(authed, [item(requestedAt=sent)]) == {"accepted": 1, "duplicates": 0}
     assert [log["requestedAt"] for log in stored(authed)] == [kept]
 
 
@@ -94,21 +70,17 @@ def test_timestamps_are_normalised_to_utc(authed, sent, kept):
     {"model": "m" * 128},
 ])
 def test_items_at_the_limits_are_accepted(authed, fields):
-    response = ingest(authed, [item(**fields)])
-    assert response.status_code == 201
-    assert response.get_json() == {"accepted": 1, "duplicates": 0}
+    assert ingest(authed, [item(**fields)]) == {"accepted": 1, "duplicates": 0}
 
 
 def test_a_full_batch_of_1000_is_accepted(authed):
-    response = ingest(authed, [item(requestId=f"r{i}") for i in range(1000)])
-    assert response.status_code == 201
-    assert response.get_json() == {"accepted": 1000, "duplicates": 0}
+    assert ingest(authed, [item(requestId=f"r{i}") for i in range(1000)]) == {"accepted": 1000, "duplicates": 0}
     assert overview(authed)["requestCount"] == 1000
 
 
 def test_unknown_fields_and_a_client_cost_are_ignored(authed):
     sent = item(inputTokens=1000, cost=99.5, foo="bar", id=7, totalTokens=3)
-    assert ingest(authed, [sent]).status_code == 201
+    assert ingest(authed, [sent]) == {"accepted": 1, "duplicates": 0}
     [log] = stored(authed)
     assert log["cost"] == 0.00015 and log["id"] != 7
     assert "foo" not in log and "totalTokens" not in log
@@ -142,7 +114,7 @@ BAD_ITEMS = [
 
 @pytest.mark.parametrize("bad, field", BAD_ITEMS)
 def test_a_bad_item_is_422_naming_it_and_nothing_is_stored(authed, bad, field):
-    response = ingest(authed, [item(requestId="good"), bad])
+    response = send_logs(authed, [item(requestId="good"), bad])
     assert error(response) == (422, "validation_error")
     assert message(response).startswith(f"requests[1].{field} ")
     assert stored(authed) == []
@@ -150,7 +122,7 @@ def test_a_bad_item_is_422_naming_it_and_nothing_is_stored(authed, bad, field):
 
 @pytest.mark.parametrize("bad", ["x", 5, None, [], [item()], True])
 def test_an_item_that_is_not_an_object_is_422(authed, bad):
-    response = ingest(authed, [item(), bad])
+    response = send_logs(authed, [item(), bad])
     assert error(response) == (422, "validation_error")
     assert message(response).startswith("requests[1] ")
     assert stored(authed) == []
@@ -174,7 +146,7 @@ def test_a_bad_batch_is_422(authed, payload):
 ])
 def test_the_500th_item_spoils_the_batch(authed, bad, field):
     items = [item(requestId=f"r{i}", inputTokens=10) for i in range(499)] + [bad]
-    response = ingest(authed, items)
+    response = send_logs(authed, items)
     assert error(response) == (422, "validation_error")
     assert message(response).startswith(f"requests[499].{field} ")
     assert stored(authed) == []
@@ -185,10 +157,8 @@ def test_the_500th_item_spoils_the_batch(authed, bad, field):
 
 def test_duplicates_are_skipped_inside_and_across_batches(authed):
     batch = [item(requestId="a", inputTokens=100), item(requestId="a", inputTokens=999), item(requestId="b")]
-    first = ingest(authed, batch)
-    assert first.status_code == 201 and first.get_json() == {"accepted": 2, "duplicates": 1}
-    again = ingest(authed, batch + [item(requestId="c")])
-    assert again.status_code == 201 and again.get_json() == {"accepted": 1, "duplicates": 3}
+    assert ingest(authed, batch) == {"accepted": 2, "duplicates": 1}
+    assert ingest(authed, batch + [item(requestId="c")]) == {"accepted": 1, "duplicates": 3}
     logs = stored(authed)
     assert sorted((log["requestId"], log["inputTokens"]) for log in logs) == [("a", 100), ("b", 0), ("c", 0)]
     figures = overview(authed)
@@ -197,8 +167,7 @@ def test_duplicates_are_skipped_inside_and_across_batches(authed):
 
 def test_items_without_a_request_id_are_never_deduplicated(authed):
     for _ in range(2):
-        response = ingest(authed, [item(inputTokens=7), item(inputTokens=7)])
-        assert response.status_code == 201 and response.get_json() == {"accepted": 2, "duplicates": 0}
+        assert ingest(authed, [item(inputTokens=7), item(inputTokens=7)]) == {"accepted": 2, "duplicates": 0}
     assert overview(authed)["requestCount"] == 4
 
 
@@ -225,7 +194,7 @@ COSTS = [
 def test_cost_comes_from_the_catalog(authed, model, tokens, status, cost, total):
     input_tokens, cached, output = tokens
     sent = item(model=model, inputTokens=input_tokens, cachedInputTokens=cached, outputTokens=output, status=status)
-    assert ingest(authed, [sent]).status_code == 201
+    assert ingest(authed, [sent]) == {"accepted": 1, "duplicates": 0}
     [log] = stored(authed)
     assert log["cost"] == cost
     assert overview(authed)["usageSummary"]["totalCost"] == total
@@ -234,16 +203,13 @@ def test_cost_comes_from_the_catalog(authed, model, tokens, status, cost, total)
 # -- who may ingest -----------------------------------------------------------------
 
 def test_the_ingest_token_is_accepted_without_a_session(app, authed):
-    response = ingest(app.test_client(), [item(requestId="r1")], headers=BEARER)
-    assert response.status_code == 201
-    assert response.get_json() == {"accepted": 1, "duplicates": 0}
+    assert ingest(app.test_client(), [item(requestId="r1")], headers=BEARER) == {"accepted": 1, "duplicates": 0}
     assert [log["requestId"] for log in stored(authed)] == ["r1"]
 
 
 def test_the_ingest_token_works_from_a_remote_client_before_a_password_exists(client):
-    response = ingest(client, [item()], headers=BEARER, environ_base=REMOTE)
-    assert response.status_code == 201 and response.get_json() == {"accepted": 1, "duplicates": 0}
-    response = ingest(client, [item()], environ_base=REMOTE)
+    assert ingest(client, [item()], headers=BEARER, environ_base=REMOTE) == {"accepted": 1, "duplicates": 0}
+    response = send_logs(client, [item()], environ_base=REMOTE)
     assert response.status_code == 401 and response.get_json() == AUTH_REQUIRED
 
 
@@ -255,15 +221,15 @@ WRONG_HEADERS = [
 
 @pytest.mark.parametrize("header", WRONG_HEADERS)
 def test_a_wrong_authorization_header_is_401_even_with_a_session(authed, header):
-    response = ingest(authed, [item()], headers={"Authorization": header})
+    response = send_logs(authed, [item()], headers={"Authorization": header})
     assert response.status_code == 401
     assert response.get_json() == AUTH_REQUIRED
     assert stored(authed) == []
 
 
 def test_without_a_header_the_session_decides(app, authed):
-    assert ingest(authed, [item()]).status_code == 201
-    response = ingest(app.test_client(), [item()])
+    assert ingest(authed, [item()]) == {"accepted": 1, "duplicates": 0}
+    response = send_logs(app.test_client(), [item()])
     assert response.status_code == 401 and response.get_json() == AUTH_REQUIRED
     assert len(stored(authed)) == 1
 
@@ -272,9 +238,9 @@ def test_without_a_header_the_session_decides(app, authed):
 def test_an_unconfigured_token_refuses_every_bearer(make_app, header):
     client = make_app(INGEST_TOKEN=None).test_client()
     setup_password(client)
-    response = ingest(client, [item()], headers={"Authorization": header})
+    response = send_logs(client, [item()], headers={"Authorization": header})
     assert response.status_code == 401 and response.get_json() == AUTH_REQUIRED
-    assert ingest(client, [item()]).status_code == 201  # the session still works without a header
+    assert ingest(client, [item()]) == {"accepted": 1, "duplicates": 0}  # the session still works without a header
 
 
 @pytest.mark.parametrize("path", [LOGS, "/api/usage", "/api/accounts", "/api/dashboard/overview"])
@@ -301,6 +267,6 @@ def test_bad_bodies_are_refused_before_the_token_is_checked(authed, kwargs, stat
 
 def test_a_body_over_the_limit_is_413(make_app):
     client = make_app(MAX_BODY_BYTES=2048).test_client()
-    response = ingest(client, [item(requestId=f"r{i}") for i in range(100)], headers=BEARER)
+    response = send_logs(client, [item(requestId=f"r{i}") for i in range(100)], headers=BEARER)
     assert error(response) == (413, "payload_too_large")
-    assert ingest(client, [item()], headers=BEARER).get_json() == {"accepted": 1, "duplicates": 0}
+    assert ingest(client, [item()], headers=BEARER) == {"accepted": 1, "duplicates": 0}

@@ -1,41 +1,27 @@
-"""Browsing request logs (contract section 5, GET /api/request-logs)."""
+"""lb.request_logs: browsing request logs, filters and the signed cursor (contract section 5, GET /api/request-logs)."""
 from datetime import datetime
 
 import pytest
 
-from helpers import REMOTE, error, post
+from helpers import AUTH_REQUIRED, LOGS, REMOTE, create_account, error, ingest, message, ok, token, with_cookie
 
-LOGS = "/api/request-logs"
 KEYS = {"id", "requestId", "requestedAt", "accountId", "model", "inputTokens", "outputTokens",
         "cachedInputTokens", "status", "errorCode", "latencyMs", "cost"}
 STATUSES = ("ok", "error", "rate_limit", "quota", "cancelled")
-AUTH_REQUIRED = {"error": {"code": "authentication_required", "message": "Authentication is required"}}
-
-
-def ingest(client, items):
-    response = post(client, LOGS, {"requests": items})
-    assert response.status_code == 201, response.get_json()
-    return response.get_json()
 
 
 def fetch(client, query=""):
-    response = client.get(f"{LOGS}?{query}")
-    assert response.status_code == 200, response.get_json()
-    return response.get_json()
+    return ok(client.get(f"{LOGS}?{query}"))
 
 
 def request_ids(client, query=""):
     return [log["requestId"] for log in fetch(client, query)["requests"]]
 
 
-def message(response):
-    return response.get_json()["error"]["message"]
-
-
 @pytest.fixture
 def hours(authed):
     """Five logs an hour apart, 06:00Z (h0) back to 02:00Z (h4), ingested out of order."""
-    account = post(authed, "/api/accounts", {"email": "ann@example.com"}).get_json()["id"]
+    account = create_account(authed)["id"]
     items = [{"requestId": f"h{i}", "requestedAt": f"2026-11-25T{6 - i:02d}:00:00Z", "status": STATUSES[i],
               "model": "o3-pro" if i % 2 else "gpt-4o-mini", "accountId": account if i < 2 else None}
              for i in (3, 0, 4, 1, 2)]
@@ -217,8 +203,7 @@ def test_tampered_cursors_are_422(authed, tamper):
 def test_a_cursor_signed_with_another_key_is_422(make_app, authed):
     ingest(authed, [{"model": "m"}] * 3)
     cursor = fetch(authed, "limit=1")["nextCursor"]
-    other = make_app(SECRET_KEY="another installation's key").test_client()
-    other.set_cookie("dashboard_session", authed.get_cookie("dashboard_session").value)
+    other = with_cookie(make_app(SECRET_KEY="another installation's key"), token(authed))
     response = other.get(LOGS, query_string={"cursor": cursor})
     assert error(response) == (422, "validation_error")
 

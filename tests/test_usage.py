@@ -1,24 +1,16 @@
-"""Usage breakdowns (contract section 6, GET /api/usage)."""
+"""lb.usage: GET /api/usage, figures by day, model or account over a range (contract section 6)."""
 from datetime import date, timedelta
 
 import pytest
 
-from helpers import REMOTE, error, post
+from helpers import AUTH_REQUIRED, REMOTE, create_account, error, ingest, message, ok, overview
 
 USAGE = "/api/usage"
 FIGURES = ("requests", "errors", "inputTokens", "outputTokens", "cachedInputTokens", "totalTokens", "cost")
-AUTH_REQUIRED = {"error": {"code": "authentication_required", "message": "Authentication is required"}}
-
-
-def ingest(client, items):
-    response = post(client, "/api/request-logs", {"requests": items})
-    assert response.status_code == 201, response.get_json()
 
 
 def usage(client, query=""):
-    response = client.get(f"{USAGE}?{query}")
-    assert response.status_code == 200, response.get_json()
-    return response.get_json()
+    return ok(client.get(f"{USAGE}?{query}"))
 
 
 def figures(requests=0, errors=0, input_tokens=0, output_tokens=0, cached=0, cost=0):
@@ -29,16 +21,6 @@ def figures(requests=0, errors=0, input_tokens=0, output_tokens=0, cached=0, cos
 def days(first, count):
     start = date.fromisoformat(first)
     return [(start + timedelta(days=i)).isoformat() for i in range(count)]
-
-
-def make_account(client, email):
-    response = post(client, "/api/accounts", {"email": email})
-    assert response.status_code == 201
-    return response.get_json()["id"]
-
-
-def message(response):
-    return response.get_json()["error"]["message"]
 
 
 def test_the_default_is_the_billing_period_by_day(authed):
@@ -59,7 +41,7 @@ def test_the_billing_cycle_day_moves_the_default_range(make_app, cycle_day, sinc
     body = usage(client)
     assert (body["since"], body["until"], body["groupBy"]) == (since, until, "day")
     assert [row["key"] for row in body["rows"]] == days(since[:10], count)
-    summary = client.get("/api/dashboard/overview").get_json()["usageSummary"]
+    summary = overview(client)["usageSummary"]
     assert (summary["periodStart"], summary["periodEnd"]) == (since, until)
 
 
@@ -99,7 +81,7 @@ def test_rows_by_model_are_sorted_by_key(authed):
 
 
 def test_rows_by_account_put_logs_without_one_under_null(authed):
-    ann, bob = make_account(authed, "ann@example.com"), make_account(authed, "bob@example.com")
+    ann, bob = create_account(authed, "ann@example.com")["id"], create_account(authed, "bob@example.com")["id"]
     ingest(authed, [{"model": "o3-pro", "accountId": bob, "outputTokens": 10},
                     {"model": "o3-pro", "outputTokens": 1}, {"model": "o3-pro", "accountId": ann, "status": "error"},
                     {"model": "o3-pro", "accountId": bob, "status": "cancelled", "outputTokens": 5}])
@@ -110,7 +92,7 @@ def test_rows_by_account_put_logs_without_one_under_null(authed):
 
 
 def test_a_deleted_accounts_usage_stays(authed):
-    ann = make_account(authed, "ann@example.com")
+    ann = create_account(authed, "ann@example.com")["id"]
     ingest(authed, [{"model": "o3-pro", "accountId": ann, "inputTokens": 100}])
     before = usage(authed, "groupBy=account")
     assert authed.delete(f"/api/accounts/{ann}").status_code == 204
@@ -120,13 +102,13 @@ def test_a_deleted_accounts_usage_stays(authed):
 
 @pytest.mark.parametrize("group_by", ["day", "model", "account"])
 def test_totals_equal_the_overview_summary(authed, group_by):
-    ann = make_account(authed, "ann@example.com")
+    ann = create_account(authed, "ann@example.com")["id"]
     ingest(authed, [{"model": "gpt-4o-mini", "inputTokens": 1000, "requestedAt": f"2026-11-{d:02d}T06:00:00Z",
                      "cachedInputTokens": d * 10, "outputTokens": d, "accountId": ann if d % 2 else None,
                      "status": ("ok", "error", "cancelled")[d % 3]} for d in range(1, 26)]
            + [{"model": "o3-pro", "inputTokens": 999, "requestedAt": "2026-10-31T12:00:00Z"}])
     totals = usage(authed, f"groupBy={group_by}")["totals"]
-    summary = authed.get("/api/dashboard/overview").get_json()["usageSummary"]
+    summary = overview(authed)["usageSummary"]
     for name in ("inputTokens", "outputTokens", "cachedInputTokens", "totalTokens"):
         assert totals[name] == summary[name], name
     assert totals["cost"] == summary["totalCost"]

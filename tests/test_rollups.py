@@ -1,23 +1,16 @@
-"""The hourly summaries: kept exact by ingest, equal to a rebuild, right at hour edges."""
+"""lb.rollups: the hourly summary tables, kept exact by ingest, equal to a rebuild, right at hour edges."""
 import random
 
 import pytest
-from helpers import INGEST, post
 
+from helpers import BEARER, create_account, ingest
 from lb import rollups
 from lb.clock import DAY_MS, HOUR_MS, iso
 from lb.store import HourlyKeyUsage, HourlyUsage, RequestLog, db
 
 HOUR = HOUR_MS
-BEARER = {"Authorization": f"Bearer {INGEST}"}
 MODELS = ("gpt-4o-mini", "o3-pro", "gpt-5.1-codex", "not-in-catalog")
 STATUSES = ("ok", "ok", "ok", "error", "rate_limit", "quota", "cancelled")
-
-
-def ingest(client, items):
-    response = post(client, "/api/request-logs", {"requests": items}, headers=BEARER)
-    assert response.status_code == 201, response.get_json()
-    return response.get_json()
 
 
 def snapshot():
@@ -47,8 +40,7 @@ def brute_force(since, until, by=None):
 def workload(app, authed, clock):
     """A mixed workload: batches, duplicates, a deleted account, logs on and around hour edges."""
     rng = random.Random(7)
-    account_ids = [post(authed, "/api/accounts", {"email": f"u{i}@example.com"}).get_json()["id"]
-                   for i in range(3)]
+    account_ids = [create_account(authed, f"u{i}@example.com")["id"] for i in range(3)]
     now = int(clock() * 1000)
     base = now // HOUR * HOUR - 30 * HOUR
     edges = [base + h * HOUR + d for h in range(30) for d in (-1, 0, 1)]
@@ -67,7 +59,7 @@ def workload(app, authed, clock):
                 "outputTokens": rng.randrange(3000),
                 "status": rng.choice(STATUSES),
             })
-        ingest(authed, items)
+        ingest(authed, items, headers=BEARER)
         if batch == 1:
             assert authed.delete(f"/api/accounts/{account_ids.pop(0)}").status_code == 204
     return base, now

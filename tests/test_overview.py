@@ -1,15 +1,15 @@
-"""Section 3: the dashboard overview and the model list."""
+"""lb.overview: GET /api/dashboard/overview, and the billing period it sums.
+
+Accounts counted by status (the deleted left out), usage in the billing period
+(tokens, and cost priced from the catalog, rounded to 4 decimals), the period from
+the cycle day (start included, end excluded), and the request count and error rate
+of the last 24 hours. The guard in front of it is in test_auth.py.
+"""
 from datetime import datetime, timezone
 
 import pytest
 
-from helpers import REMOTE, enable_totp, error, login, post, setup_password
-from lb import store
-
-OVERVIEW = "/api/dashboard/overview"
-MODELS = "/api/models"
-PROTECTED = [OVERVIEW, MODELS]
-SEED_MODELS = [{"id": m[0], "name": m[1]} for m in store.SEED_CATALOG]
+from helpers import OVERVIEW, create_account, error, ingest, login, overview, setup_password
 
 
 def at(text):
@@ -24,122 +24,6 @@ def dashboard(make_app, clock, when=None, **settings):
     client = make_app(**settings).test_client()
     setup_password(client)
     return client
-
-
-def add_account(client, email, status="active"):
-    response = post(client, "/api/accounts", {"email": email, "status": status})
-    assert response.status_code == 201, response.get_json()
-    assert response.get_json()["status"] == status
-    return response.get_json()["id"]
-
-
-def ingest(client, *items):
-    response = post(client, "/api/request-logs", {"requests": list(items)})
-    assert response.status_code == 201, response.get_json()
-    assert response.get_json() == {"accepted": len(items), "duplicates": 0}
-
-
-def overview(client):
-    response = client.get(OVERVIEW)
-    assert response.status_code == 200, response.get_json()
-    return response.get_json()
-
-
-def set_catalog(app, model_id, **fields):
-    with app.app_context(), store.db.connection_context():
-        store.CatalogModel.update(**fields).where(store.CatalogModel.id == model_id).execute()
-
-
-# -- the guard ---------------------------------------------------------------------------------
-
-def no_cookie(app, authed, clock):
-    return app.test_client()
-
-
-def unknown_cookie(app, authed, clock):
-    client = app.test_client()
-    client.set_cookie("dashboard_session", "x" * 43)
-    return client
-
-
-def expired_session(app, authed, clock):
-    clock.advance(12 * 3600)
-    return authed
-
-
-def logged_out_copy(app, authed, clock):
-    copy = app.test_client()
-    copy.set_cookie("dashboard_session", authed.get_cookie("dashboard_session").value)
-    assert post(authed, "/api/dashboard-auth/logout").status_code == 200
-    return copy
-
-
-@pytest.mark.parametrize("make_client", [no_cookie, unknown_cookie, expired_session, logged_out_copy])
-@pytest.mark.parametrize("path", PROTECTED)
-def test_a_missing_or_dead_session_is_authentication_required(app, authed, clock, make_client, path):
-    response = make_client(app, authed, clock).get(path)
-    assert response.status_code == 401
-    assert response.get_json() == {"error": {"code": "authentication_required",
-                                             "message": "Authentication is required"}}
-
-
-@pytest.mark.parametrize("headers, environ", [
-    ({}, REMOTE),
-    ({"X-Forwarded-For": "203.0.113.9"}, {}),
-    ({"Forwarded": "for=203.0.113.9"}, {}),
-])
-@pytest.mark.parametrize("path", PROTECTED)
-def test_without_a_password_only_this_machine_gets_in(client, path, headers, environ):
-    refused = client.get(path, headers=headers, environ_base=environ)
-    assert error(refused) == (401, "authentication_required")
-    local = client.get(path)
-    assert local.status_code == 200 and "error" not in local.get_json()
-
-
-@pytest.mark.parametrize("path", PROTECTED)
-def test_a_session_that_owes_its_totp_is_totp_required(app, authed, clock, path):
-    earlier = app.test_client()
-    assert login(earlier).status_code == 200
-    enable_totp(authed, clock)
-    later = app.test_client()
-    assert login(later).get_json()["isTotpVerified"] is False
-    for pending in (earlier, later):
-        response = pending.get(path)
-        assert response.status_code == 401
-        assert response.get_json() == {"error": {
-            "code": "totp_required", "message": "TOTP verification is required for dashboard access"}}
-    verified = authed.get(path)
-    assert verified.status_code == 200 and "error" not in verified.get_json()
-
-
-# -- models ------------------------------------------------------------------------------------
-
-def test_models_lists_the_enabled_catalog_in_order(authed):
-    response = authed.get(MODELS)
-    assert response.status_code == 200
-    body = response.get_json()
-    assert body == {"models": SEED_MODELS}
-    assert all(set(m) == {"id", "name"} for m in body["models"])
-    for required in ({"id": "gpt-5.3-codex", "name": "GPT-5.3 Codex"},
-                     {"id": "gpt-5.3-codex-spark", "name": "GPT-5.3 Codex Spark"},
-                     {"id": "gpt-4o-mini", "name": "GPT-4o Mini"},
-                     {"id": "o3-pro", "name": "o3 Pro"}):
-        assert required in body["models"]
-
-
-def test_a_disabled_model_is_hidden(app, authed):
-    set_catalog(app, "gpt-4o-mini", enabled=False)
-    response = authed.get(MODELS)
-    assert response.status_code == 200
-    assert response.get_json() == {"models": [m for m in SEED_MODELS if m["id"] != "gpt-4o-mini"]}
-
-
-def test_models_follow_the_catalog_position(app, authed):
-    set_catalog(app, "o3-pro", position=-1)
-    response = authed.get(MODELS)
-    assert response.status_code == 200
-    assert response.get_json()["models"][0] == {"id": "o3-pro", "name": "o3 Pro"}
-    assert len(response.get_json()["models"]) == len(SEED_MODELS)
 
 
 # -- overview: accounts ------------------------------------------------------------------------
@@ -158,9 +42,10 @@ def test_an_empty_overview(authed):
 
 def test_accounts_are_counted_by_status_without_the_deleted(authed):
     statuses = ["active", "active", "active", "paused", "quota_exceeded", "rate_limited", "deactivated"]
-    ids = [add_account(authed, f"user{i}@example.com", s) for i, s in enumerate(statuses)]
-    gone = add_account(authed, "gone@example.com", "paused")
-    ingest(authed, {"model": "gpt-4o-mini", "accountId": gone, "inputTokens": 7})
+    ids = [create_account(authed, f"user{i}@example.com", status=s)["id"] for i, s in enumerate(statuses)]
+    gone = create_account(authed, "gone@example.com", status="paused")["id"]
+    assert ingest(authed, [{"model": "gpt-4o-mini", "accountId": gone, "inputTokens": 7}]) == {
+        "accepted": 1, "duplicates": 0}
     deleted = authed.delete(f"/api/accounts/{gone}")
     assert deleted.status_code == 204 and deleted.get_data() == b""
     patched = authed.patch(f"/api/accounts/{ids[0]}", json={"status": "deactivated"})
@@ -175,8 +60,7 @@ def test_accounts_are_counted_by_status_without_the_deleted(authed):
 # -- overview: usage in the billing period -------------------------------------------------------
 
 def test_usage_sums_tokens_and_prices_the_catalog(authed):
-    ingest(
-        authed,
+    accepted = ingest(authed, [
         # 800k x 0.15 + 200k x 0.075 + 500k x 0.6 = 0.435 USD
         {"model": "gpt-4o-mini", "requestedAt": "2026-11-01T00:00:00Z", "inputTokens": 1_000_000,
          "cachedInputTokens": 200_000, "outputTokens": 500_000},
@@ -190,7 +74,8 @@ def test_usage_sums_tokens_and_prices_the_catalog(authed):
         # before the period: out of the summary
         {"model": "o3-pro", "requestedAt": "2026-10-31T23:59:59.999Z", "inputTokens": 10**9,
          "outputTokens": 10**9},
-    )
+    ])
+    assert accepted == {"accepted": 5, "duplicates": 0}
     summary = overview(authed)["usageSummary"]
     assert summary == {
         "totalTokens": 1_013_445 + 507_889,
@@ -211,7 +96,8 @@ def test_usage_sums_tokens_and_prices_the_catalog(authed):
     (1_000_000, 0.6),
 ])
 def test_total_cost_is_rounded_to_4_decimals(authed, output_tokens, total_cost):
-    ingest(authed, {"model": "gpt-4o-mini", "outputTokens": output_tokens})
+    assert ingest(authed, [{"model": "gpt-4o-mini", "outputTokens": output_tokens}]) == {
+        "accepted": 1, "duplicates": 0}
     body = overview(authed)
     assert body["usageSummary"]["totalCost"] == total_cost
     assert body["usageSummary"]["outputTokens"] == output_tokens
@@ -244,10 +130,10 @@ def test_the_billing_period_starts_on_the_cycle_day(make_app, clock, cycle_day, 
 def test_the_period_includes_its_start_and_excludes_its_end(make_app, clock, cycle_day, now, at_start,
                                                             before_start, at_end):
     client = dashboard(make_app, clock, now, BILLING_CYCLE_DAY=cycle_day)
-    ingest(client,
-           {"model": "gpt-4o-mini", "requestedAt": at_start, "inputTokens": 1},
-           {"model": "gpt-4o-mini", "requestedAt": before_start, "inputTokens": 10},
-           {"model": "gpt-4o-mini", "requestedAt": at_end, "inputTokens": 100})
+    accepted = ingest(client, [{"model": "gpt-4o-mini", "requestedAt": at_start, "inputTokens": 1},
+                               {"model": "gpt-4o-mini", "requestedAt": before_start, "inputTokens": 10},
+                               {"model": "gpt-4o-mini", "requestedAt": at_end, "inputTokens": 100}])
+    assert accepted == {"accepted": 3, "duplicates": 0}
     body = overview(client)
     assert body["usageSummary"]["inputTokens"] == 1
     assert body["requestCount"] == 1  # the log stamped a few minutes ahead, at the period's end
@@ -263,14 +149,15 @@ def test_the_period_includes_its_start_and_excludes_its_end(make_app, clock, cyc
     ("2026-11-25T07:04:00Z", 1),  # 4 minutes ahead
 ])
 def test_request_count_covers_the_last_24_hours(authed, stamp, counted):
-    ingest(authed, {"model": "gpt-4o-mini", "requestedAt": stamp, "status": "error"})
+    assert ingest(authed, [{"model": "gpt-4o-mini", "requestedAt": stamp, "status": "error"}]) == {
+        "accepted": 1, "duplicates": 0}
     body = overview(authed)
     assert body["requestCount"] == counted
     assert body["errorRate"] == (100 if counted else 0)
 
 
 def test_the_window_moves_with_the_clock(authed, clock):
-    ingest(authed, {"model": "gpt-4o-mini"})
+    assert ingest(authed, [{"model": "gpt-4o-mini"}]) == {"accepted": 1, "duplicates": 0}
     clock.advance(13 * 3600)  # past the 12-hour session: log in again
     assert error(authed.get(OVERVIEW)) == (401, "authentication_required")
     assert login(authed).status_code == 200
@@ -294,15 +181,16 @@ def test_the_window_moves_with_the_clock(authed, clock):
 ])
 def test_error_rate_counts_failures_among_finished_requests(authed, statuses, error_rate):
     if statuses:
-        ingest(authed, *({"model": "gpt-4o-mini", "status": s} for s in statuses))
+        accepted = ingest(authed, [{"model": "gpt-4o-mini", "status": s} for s in statuses])
+        assert accepted == {"accepted": len(statuses), "duplicates": 0}
     body = overview(authed)
     assert body["requestCount"] == len(statuses)
     assert body["errorRate"] == error_rate
 
 
 def test_error_rate_ignores_failures_older_than_24_hours(authed):
-    ingest(authed,
-           {"model": "gpt-4o-mini", "requestedAt": "2026-11-24T06:59:59Z", "status": "error"},
-           {"model": "gpt-4o-mini", "status": "ok"})
+    accepted = ingest(authed, [{"model": "gpt-4o-mini", "requestedAt": "2026-11-24T06:59:59Z", "status": "error"},
+                               {"model": "gpt-4o-mini", "status": "ok"}])
+    assert accepted == {"accepted": 2, "duplicates": 0}
     body = overview(authed)
     assert (body["requestCount"], body["errorRate"]) == (1, 0)

@@ -1,16 +1,19 @@
-"""Dashboard authentication (contract section 2): TOTP setup, verify, disable, replay and rate limit."""
+"""lb.totp: TOTP setup, verify, disable, the replay guard, and TOTP failures in the rate limit.
+
+A session that owes its TOTP code is refused by the guard with totp_required (here
+for every endpoint it reaches; the guard itself is in test_auth.py).
+"""
 import re
 
 import pyotp
 import pytest
 
 from helpers import (
-    AUTH, AUTH_REQUIRED, COOKIE, DASHBOARD, PASSWORD, denied, enable_totp, error, login, ok, post,
-    setup_password,
+    AUTH, AUTH_REQUIRED, DASHBOARD, EXPIRES, PASSWORD, TOTP_REQUIRED, assert_limited, denied, enable_totp, error,
+    login, ok, post, remove, session_cookie, setup_password, state, token, with_cookie,
 )
 
 STEP = 30
-EXPIRES = "2026-11-25T19:00:00Z"  # the clock starts at 07:00Z; sessions last 12 h
 LATER = "2026-11-25T19:00:30Z"  # the expiry of a login one step later
 
 VERIFIED = {"isPasswordConfigured": True, "isPasswordVerified": True, "isTotpConfigured": True,
@@ -18,12 +21,6 @@ VERIFIED = {"isPasswordConfigured": True, "isPasswordVerified": True, "isTotpCon
 PENDING = dict(VERIFIED, isTotpVerified=False, authenticated=False)
 SIGNED_OUT = dict(PENDING, isPasswordVerified=False, expiresAt=None)
 WITHOUT_TOTP = dict(VERIFIED, isTotpConfigured=False, isTotpVerified=False, isTotpRequiredOnLogin=False)
-TOTP_REQUIRED = {"error": {"code": "totp_required",
-                           "message": "TOTP verification is required for dashboard access"}}
-
-
-def state(client):
-    return ok(client.get(AUTH + "/session"))
 
 
 def code_at(secret, clock, offset=0):
@@ -46,15 +43,6 @@ def verify(client, code):
 
 def disable(client, code):
     return post(client, AUTH + "/totp/disable", {"code": code})
-
-
-def token(client):
-    return client.get_cookie(COOKIE).value
-
-
-def max_age(response):
-    header = next(h for h in response.headers.getlist("Set-Cookie") if h.startswith(COOKIE + "="))
-    return int(re.search(r"Max-Age=(\d+)", header).group(1))
 
 
 @pytest.fixture
@@ -219,10 +207,9 @@ def test_verify_rotates_the_token_and_keeps_the_expiry(app, authed, clock, pendi
     old = token(authed)
     response = verify(authed, code_at(pending_secret, clock))
     assert ok(response) == VERIFIED
-    assert max_age(response) == 12 * 3600 - 3600 - STEP
+    assert session_cookie(response)[1]["max-age"] == str(12 * 3600 - 3600 - STEP)
     assert token(authed) != old and re.fullmatch(r"[A-Za-z0-9_-]{43,}", token(authed))
-    copy = app.test_client()
-    copy.set_cookie(COOKIE, old)
+    copy = with_cookie(app, old)
     assert denied(copy.get(DASHBOARD[0])) == AUTH_REQUIRED
     assert state(copy) == SIGNED_OUT
     clock.advance(12 * 3600 - 3600 - STEP)
@@ -304,7 +291,7 @@ def test_disable_with_a_bad_code(authed, clock, secret, when):
 
 
 def test_password_removal_removes_totp(app, authed, secret):
-    response = authed.delete(AUTH + "/password", json={"password": PASSWORD})
+    response = remove(authed)
     assert ok(response) == {"status": "ok"}
     assert state(authed)["isTotpConfigured"] is False
     fresh = app.test_client()
@@ -323,8 +310,7 @@ def test_wrong_and_replayed_codes_count_as_failures(authed, clock, pending_secre
         assert error(verify(authed, code_at(pending_secret, clock, 10 * STEP))) == (400, "invalid_totp_code")
     clock.advance(STEP)
     for response in (verify(authed, code_at(pending_secret, clock)), login(authed)):
-        assert error(response) == (429, "rate_limited")
-        assert response.headers["Retry-After"] == str(60 - STEP)
+        assert_limited(response, 60 - STEP)
     assert state(authed) == dict(PENDING, expiresAt=LATER)
 
 
@@ -334,6 +320,5 @@ def test_unknown_setup_tokens_count_as_failures(authed, clock):
         response = confirm(authed, "no-such-setup-token", code_at(setup["secret"], clock))
         assert error(response) == (400, "invalid_setup_token")
     for response in (confirm(authed, setup["setupToken"], code_at(setup["secret"], clock)), login(authed)):
-        assert error(response) == (429, "rate_limited")
-        assert response.headers["Retry-After"] == "60"
+        assert_limited(response, 60)
     assert state(authed) == WITHOUT_TOTP

@@ -1,0 +1,56 @@
+"""lb.views: the routes that are views alone, /healthz and GET /api/models.
+
+Every other route is tested with the module that does its work (test_accounts.py,
+test_ingest.py, test_overview.py, ...); the guard in front of them in test_auth.py.
+"""
+import logging
+
+import pytest
+
+from helpers import LISTED_MODELS, MODELS, REMOTE, error, set_catalog
+from lb import store
+
+
+# -- health --------------------------------------------------------------------------------
+
+def test_healthz_answers_ok_without_auth(authed, app):
+    response = app.test_client().get("/healthz", environ_base=REMOTE)
+    assert response.status_code == 200
+    assert response.get_json() == {"status": "ok"}
+
+
+@pytest.mark.sqlite_only
+def test_healthz_is_unavailable_when_the_database_cannot_be_reached(app, client, tmp_path, caplog):
+    assert store.db.is_closed()  # every request and the factory give their connection back
+    database = store.db.obj
+    if hasattr(database, "close_all"):
+        database.close_all()  # a pool keeps idle connections open
+    database.database = str(tmp_path / "missing-dir" / "lb.db")
+    response = client.get("/healthz")
+    assert error(response) == (503, "service_unavailable")
+    assert "Traceback" not in response.get_data(as_text=True)
+    assert any(r.exc_info for r in caplog.records if r.levelno >= logging.ERROR)
+
+
+# -- models ------------------------------------------------------------------------------------
+
+def test_models_lists_the_enabled_catalog_in_order(authed):
+    response = authed.get(MODELS)
+    assert response.status_code == 200
+    # Written out in helpers.LISTED_MODELS: every seeded model, {id, name} only, in position order.
+    assert response.get_json() == {"models": LISTED_MODELS}
+
+
+def test_a_disabled_model_is_hidden(app, authed):
+    set_catalog(app, "gpt-4o-mini", enabled=False)
+    response = authed.get(MODELS)
+    assert response.status_code == 200
+    assert response.get_json() == {"models": [m for m in LISTED_MODELS if m["id"] != "gpt-4o-mini"]}
+
+
+def test_models_follow_the_catalog_position(app, authed):
+    set_catalog(app, "o3-pro", position=-1)
+    response = authed.get(MODELS)
+    assert response.status_code == 200
+    assert response.get_json()["models"][0] == {"id": "o3-pro", "name": "o3 Pro"}
+    assert len(response.get_json()["models"]) == len(LISTED_MODELS)
