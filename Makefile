@@ -4,7 +4,7 @@ VENV = .venv
 BIN = $(VENV)/bin
 
 .DEFAULT_GOAL := help
-.PHONY: help run serve test test-sqlite test-postgres demo reset-auth bench clean
+.PHONY: help run serve test test-sqlite test-postgres demo reset-auth bench soak clean
 
 help:  ## list the targets
 	@awk -F':.*## ' '/^[a-z-]+:.*## / {printf "  make %-14s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -38,6 +38,9 @@ reset-auth: $(VENV)/.installed  ## recovery: remove the dashboard password, TOTP
 
 bench: $(VENV)/.installed  ## benchmark the real server at 10k, 100k and 1M logs (BENCH_ARGS=...)
 	$(BIN)/python bench/bench.py $(BENCH_ARGS)
+
+soak: $(VENV)/.installed  ## 60 s of writers and dashboard readers on the real server (SOAK_ARGS=...)
+	$(BIN)/python bench/soak.py $(SOAK_ARGS)
 
 clean:  ## remove the venv
 	rm -rf $(VENV) *.egg-info

@@ -1,9 +1,13 @@
-"""Run Codex-LB: ``python app.py`` for development, ``python app.py --waitress`` in production."""
+"""Run Codex-LB: python app.py for development, python app.py --waitress in production."""
 import argparse
+import json
+import logging
 import sys
 
-from lb import create_app
+from lb import announce_bootstrap_token, create_app
 from lb.config import ConfigError
+
+log = logging.getLogger("lb")
 
 
 def main(argv=None, serve=None):
@@ -17,17 +21,63 @@ def main(argv=None, serve=None):
         print(f"codex-lb: {exc}", file=sys.stderr)
         return 2
     host, port = app.config["HOST"], app.config["PORT"]
+    announce_bootstrap_token(app)
     if serve is None and args.waitress:
-        from waitress import serve
-    if serve is not None:
-        # Waitress's own body limit stays far above the app's, so an oversized
-        # body gets the app's JSON 413, not waitress's plain-text one.
-        limit = max(1 << 30, 2 * app.config["MAX_BODY_BYTES"])
-        serve(app, host=host, port=port, threads=app.config["THREADS"], max_request_body_size=limit,
-              ident="codex-lb")
-    else:
-        app.run(host=host, port=port, threaded=True)
+        serve = serve_waitress
+    try:
+        if serve is not None:
+            # waitress refuses a body over its limit before reading it: a declared
+            # Content-Length at once, a chunked body as it arrives. One byte over
+            # the app's own limit, so what the app accepts gets through.
+            serve(app, host=host, port=port, threads=app.config["THREADS"],
+                  max_request_body_size=app.config["MAX_BODY_BYTES"] + 1,
+                  connection_limit=app.config["CONNECTION_LIMIT"], channel_timeout=app.config["CHANNEL_TIMEOUT"],
+                  ident="codex-lb")
+        else:
+            # The access log already writes one line per request; werkzeug's own
+            # line would repeat it, with the query string and colour codes.
+            logging.getLogger("werkzeug").setLevel(logging.WARNING)
+            log.info("development server on http://%s:%s (use --waitress in production)", host, port)
+            app.run(host=host, port=port, threaded=True)
+    except OSError as exc:  # a host that does not resolve, a port in use
+        print(f"codex-lb: cannot listen on {host}:{port}: {exc.strerror or exc}", file=sys.stderr)
+        return 2
     return 0
+
+
+def serve_waitress(app, **options):
+    """``waitress.serve``, but the errors waitress answers itself come in the JSON envelope too."""
+    from waitress.channel import HTTPChannel
+    from waitress.server import create_server
+    from waitress.task import ErrorTask
+
+    class JsonErrorTask(ErrorTask):
+        def execute(self):
+            error = self.request.error
+            code = {400: "bad_request", 413: "payload_too_large"}.get(error.code, "http_error")
+            message = (f"Request body is larger than {app.config['MAX_BODY_BYTES']} bytes" if error.code == 413
+                       else error.reason)
+            body = json.dumps({"error": {"code": code, "message": message}}, separators=(",", ":")).encode()
+            self.status = f"{error.code} {error.reason}"
+            self.response_headers.append(("Content-Type", "application/json"))
+            self.set_close_on_finish()
+            self.content_length = len(body)
+            self.write(body)
+
+    class JsonErrorChannel(HTTPChannel):
+        error_task_class = JsonErrorTask
+
+    listeners = {}  # waitress registers every listening socket's server here
+    try:
+        server = create_server(app, map=listeners, **options)
+    except OSError:
+        for listener in list(listeners.values()):  # what it opened before the bind failed
+            listener.close()
+        raise
+    for listener in listeners.values():
+        listener.channel_class = JsonErrorChannel
+    server.print_listen("Serving on http://{}:{}")
+    server.run()
 
 
 if __name__ == "__main__":

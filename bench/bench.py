@@ -78,10 +78,13 @@ def free_port():
         return s.getsockname()[1]
 
 
-def start_server(data_dir, port):
+def start_server(data_dir, port, log_path=None, **settings):
+    """``app.py --waitress`` on ``port``, its log to ``log_path``; ``settings`` are more LB_* variables."""
     env = dict(os.environ, LB_DATA_DIR=data_dir, LB_PORT=str(port), LB_INGEST_TOKEN=INGEST_TOKEN)
-    proc = subprocess.Popen([sys.executable, os.path.join(ROOT, "app.py"), "--waitress"], env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    env.update({f"LB_{name}": str(value) for name, value in settings.items()})
+    with open(log_path or os.devnull, "ab") as log:
+        proc = subprocess.Popen([sys.executable, os.path.join(ROOT, "app.py"), "--waitress"], env=env,
+                                stdout=subprocess.DEVNULL, stderr=log)
     deadline = time.time() + 30
     while time.time() < deadline:
         try:

@@ -5,7 +5,7 @@ import os
 from flask import Flask
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from lb import auth, config, demo, errors, rollups, sessions, store, views
+from lb import auth, config, crypto, database, demo, errors, rollups, sessions, store, totp, views
 
 log = logging.getLogger(__name__)
 
@@ -27,22 +27,27 @@ def create_app(overrides=None):
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops)
 
     errors.init_app(app)
-    store.init_app(app)
+    crypto.init_app(app)
+    database.init_app(app)
+    totp.init_app(app)
     auth.init_app(app)
     views.init_app(app)
     # The maintenance commands.
     sessions.init_app(app)
     rollups.init_app(app)
     demo.init_app(app)
-    announce_bootstrap_token(app)
+    app.config["BOOTSTRAP_TOKEN"] = bootstrap_token(app)
     return app
 
 
+def bootstrap_token(app):
+    """The token that lets a remote client set the first password: from the settings, or kept in the data dir."""
+    path = os.path.join(app.config["DATA_DIR"], "bootstrap_token")
+    return app.config["BOOTSTRAP_TOKEN"] or config.secret_file(path)
+
+
 def announce_bootstrap_token(app):
-    """While no password is set, log the token that lets a remote client set it."""
-    if not app.config["BOOTSTRAP_TOKEN"]:
-        path = os.path.join(app.config["DATA_DIR"], "bootstrap_token")
-        app.config["BOOTSTRAP_TOKEN"] = config.secret_file(path)
+    """While no password is set, log the bootstrap token (the server calls this as it starts)."""
     with store.db.connection_context():
         configured = bool(store.settings().password_hash)
     if not configured:

@@ -42,10 +42,14 @@ def find(account_id):
 
 
 def _email(data):
+    """The email and its lower-cased key, both within the column's 254 characters."""
     email = get_str(data, "email", max_len=254)
     if not EMAIL.fullmatch(email):
         raise invalid("email", "must be an email address")
-    return email
+    key = email.lower()
+    if len(key) > 254:  # lower-casing can lengthen it: "İ" becomes two characters
+        raise invalid("email", "must be at most 254 characters once lower-cased")
+    return email, key
 
 
 def _optional_text(data, name, max_len):
@@ -55,13 +59,13 @@ def _optional_text(data, name, max_len):
 
 def create(data, now):
     """Create an account from a request body at ``now``; 409 if the email is taken (any case)."""
-    email = _email(data)
+    email, email_key = _email(data)
     plan_type = _optional_text(data, "planType", 64)
     status = get_choice(data, "status", ACCOUNT_STATUSES, default="active")
     reason = _optional_text(data, "statusReason", 500)
     try:
         with db.atomic():
-            return Account.create(id=new_id(), email=email, email_key=email.lower(), plan_type=plan_type,
+            return Account.create(id=new_id(), email=email, email_key=email_key, plan_type=plan_type,
                                   status=status, status_reason=reason, created_at=now, updated_at=now)
     except IntegrityError:
         # The unique index on the lower-cased email decides, concurrent creates included.

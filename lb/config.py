@@ -1,7 +1,14 @@
 """Settings: defaults, then the environment, then the caller's mapping."""
+import logging
 import os
 import secrets
+import socket
+import stat
 import time
+
+import click
+
+log = logging.getLogger(__name__)
 
 DEFAULTS = {
     "HOST": "127.0.0.1",
@@ -12,9 +19,16 @@ DEFAULTS = {
     "BILLING_CYCLE_DAY": 1,
     "BOOTSTRAP_TOKEN": None,
     "INGEST_TOKEN": None,
+    "ENCRYPTION_KEY": None,
     "MAX_BODY_BYTES": 1048576,
     "THREADS": 8,
     "TRUSTED_PROXIES": 0,
+    # waitress: open connections at most (it polls with select(), so stay well
+    # under 1024 descriptors), and seconds before an idle or half-sent one is closed.
+    "CONNECTION_LIMIT": 500,
+    "CHANNEL_TIMEOUT": 120,
+    # SQLite: how often a background thread looks at the WAL (0: never).
+    "CHECKPOINT_SECONDS": 10,
 }
 
 # Integer settings and their allowed ranges.
@@ -24,11 +38,19 @@ RANGES = {
     "MAX_BODY_BYTES": (1024, 1 << 30),
     "THREADS": (1, 256),
     "TRUSTED_PROXIES": (0, 16),
+    "CONNECTION_LIMIT": (10, 900),
+    "CHANNEL_TIMEOUT": (5, 86400),
+    "CHECKPOINT_SECONDS": (0, 3600),
 }
 
 
-class ConfigError(Exception):
-    """A setting has a value the service cannot start with."""
+class ConfigError(click.ClickException):
+    """The service cannot start with these settings: one line for the operator, exit code 2.
+
+    A ClickException, so the ``flask`` commands print it as one line too.
+    """
+
+    exit_code = 2
 
 
 def load(environ=None, overrides=None):
@@ -46,6 +68,8 @@ def load(environ=None, overrides=None):
 
 
 def _parse(label, name, value):
+    if name == "HOST":
+        return _host(label, value)
     if name not in RANGES:
         return value
     try:
@@ -58,22 +82,55 @@ def _parse(label, name, value):
     return number
 
 
+def _host(label, value):
+    """An address to bind: an IP address or a name this machine resolves."""
+    try:
+        socket.getaddrinfo(value, None, type=socket.SOCK_STREAM)
+    except (OSError, UnicodeError):
+        raise ConfigError(f"{label} must be an IP address or a host name that resolves, not {value!r}") from None
+    return value
+
+
+def _owner_only(path, mode):
+    """Tighten ``path`` to ``mode`` if others may use it, saying so."""
+    found = stat.S_IMODE(os.stat(path).st_mode)
+    if found & 0o077:
+        os.chmod(path, mode)
+        log.warning("%s was open to others (mode 0%o); it is now 0%o", path, found, mode)
+
+
 def prepare_data_dir(path):
-    """Create the data directory (owner-only) if it is missing."""
+    """Create the data directory owner-only, or make an existing one so (it holds the database and keys)."""
     try:
         os.makedirs(path, mode=0o700, exist_ok=True)
+        _owner_only(path, 0o700)
     except OSError as exc:
-        raise ConfigError(f"LB_DATA_DIR {path!r} cannot be created: {exc.strerror}") from None
+        raise ConfigError(f"LB_DATA_DIR {path!r} cannot be created or secured: {exc.strerror}") from None
 
 
-def secret_file(path):
-    """Return the secret kept in ``path``, generating it (mode 0600) on first use."""
+def private_file(path, create=True):
+    """Create ``path`` empty with mode 0600, whatever the umask, or tighten it to 0600 if it exists."""
     try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:
-        with open(path, encoding="ascii") as f:
-            return f.read().strip()
-    value = secrets.token_urlsafe(32)
-    with os.fdopen(fd, "w", encoding="ascii") as f:
-        f.write(value + "\n")
-    return value
+        if not create and not os.path.exists(path):
+            return
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT, 0o600))
+        _owner_only(path, 0o600)
+    except OSError as exc:
+        raise ConfigError(f"the database file {path!r} cannot be created or secured: {exc.strerror}") from None
+
+
+def secret_file(path, make=lambda: secrets.token_urlsafe(32)):
+    """Return the secret kept in ``path``, generating it with ``make`` (mode 0600) on first use."""
+    try:
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError:
+            _owner_only(path, 0o600)
+            with open(path, encoding="ascii") as f:
+                return f.read().strip()
+        value = make()
+        with os.fdopen(fd, "w", encoding="ascii") as f:
+            f.write(value + "\n")
+        return value
+    except OSError as exc:
+        raise ConfigError(f"LB_DATA_DIR: {path!r} cannot be read or written: {exc.strerror}") from None

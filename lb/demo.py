@@ -3,10 +3,12 @@ import random
 
 import click
 
-from lb import accounts
+from lb import accounts, rollups
 from lb.clock import DAY_MS, now_ms
 from lb.ingest import MAX_BATCH, LogRow, store_batch
-from lb.store import ACCOUNT_STATUSES, SEED_CATALOG, db
+from lb.store import ACCOUNT_STATUSES, SEED_CATALOG, Account, RequestLog, db
+
+DEMO_EMAILS = "demo%@example.com"  # every demo account's address has this shape (a LIKE pattern)
 
 STATUS_WEIGHTS = (("ok", 95.5), ("error", 1.5), ("rate_limit", 0.8), ("quota", 0.7), ("cancelled", 1.5))
 
@@ -49,13 +51,35 @@ def load_demo(n_accounts, n_logs, now, seed=None):
     return len(ids), stored
 
 
+def demo_account_ids():
+    return [a.id for a in Account.select(Account.id).where(Account.email ** DEMO_EMAILS)]
+
+
+def remove_demo():
+    """Remove the demo accounts and their request logs; the rollups are rebuilt. Returns (accounts, logs)."""
+    ids = demo_account_ids()
+    with db.atomic():
+        logs = RequestLog.delete().where(RequestLog.account_id.in_(ids)).execute() if ids else 0
+        Account.delete().where(Account.id.in_(ids)).execute()
+        rollups.rebuild()
+    return len(ids), logs
+
+
 def init_app(app):
+    count = click.IntRange(min=0)
+
     @app.cli.command("demo-data")
-    @click.option("--accounts", "n_accounts", default=8, show_default=True, help="accounts to create")
-    @click.option("--logs", "n_logs", default=5000, show_default=True, help="request logs to ingest")
+    @click.option("--accounts", "n_accounts", type=count, default=8, show_default=True, help="accounts to create")
+    @click.option("--logs", "n_logs", type=count, default=5000, show_default=True, help="request logs to store")
     @click.option("--seed", type=int, default=None, help="random seed, for repeatable data")
-    def demo_data_command(n_accounts, n_logs, seed):
+    @click.option("--reset", is_flag=True, help="first remove the demo data of an earlier run")
+    def demo_data_command(n_accounts, n_logs, seed, reset):
         """Load demo accounts and request logs for trying the dashboard out."""
         with db.connection_context():
+            if reset:
+                gone, logs = remove_demo()
+                click.echo(f"removed {gone} demo accounts and {logs} of their request logs")
+            elif demo_account_ids():
+                raise click.ClickException("demo data is already loaded; --reset replaces it")
             made, stored = load_demo(n_accounts, n_logs, now_ms(), seed)
         click.echo(f"created {made} accounts and {stored} request logs")

@@ -59,6 +59,13 @@ def _reject_constant(name):
     raise ValueError(f"{name} is not JSON")
 
 
+def _parse_int(text):
+    """JSON integers; one too long for int() (over 4300 digits) is valid JSON, so it reaches the field checks as infinity."""
+    if len(text) > 100:
+        return float("-inf") if text.startswith("-") else float("inf")
+    return int(text)
+
+
 def _read_body():
     """Checks in contract order: size (413), content type (415), JSON (400)."""
     g.started = time.perf_counter()
@@ -83,7 +90,7 @@ def _read_body():
     if not wants_body and not data:
         return
     try:
-        parsed = json.loads(data.decode("utf-8"), parse_constant=_reject_constant)
+        parsed = json.loads(data.decode("utf-8"), parse_constant=_reject_constant, parse_int=_parse_int)
     except (ValueError, RecursionError):
         raise ApiError(400, "invalid_json", "Request body is not valid JSON") from None
     if not isinstance(parsed, dict):
@@ -104,7 +111,7 @@ def _api_error(exc):
 
 
 def _unavailable(exc):
-    return envelope(503, "service_unavailable", "The database does not answer")
+    return envelope(503, "service_unavailable", exc.message)
 
 
 def _http_error(exc):

@@ -31,10 +31,11 @@ def get_int(obj, name, label=None, *, default=None, low=0, high=None):
     value = obj.get(name)
     if value is None:
         return default
+    huge = value in (float("inf"), float("-inf"))  # an integer of more than 100 digits (see errors.py)
     # bool is an int in Python; JSON true is not a number.
-    if isinstance(value, bool) or not isinstance(value, int):
+    if not huge and (isinstance(value, bool) or not isinstance(value, int)):
         raise invalid(label, "must be an integer")
-    if value < low or (high is not None and value > high):
+    if huge or value < low or (high is not None and value > high):
         bound = f"between {low} and {high}" if high is not None else f">= {low}"
         raise invalid(label, f"must be {bound}")
     return value

@@ -36,8 +36,9 @@ def money(micros, places):
 
 
 def error_rate(requests, failures, cancelled):
+    """Failures per hundred finished requests; always a float, 0.0 with none."""
     counted = requests - cancelled
-    return rounded(failures * 100, counted, 2) if counted else 0
+    return rounded(failures * 100, counted, 2) if counted else 0.0
 
 
 def overview_params(now, cycle_day):

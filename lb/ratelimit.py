@@ -1,45 +1,84 @@
-"""The rate limit of password and TOTP attempts, counted in the database per client address."""
+"""The rate limit of password and TOTP attempts, counted in the database per client address.
+
+An attempt is recorded before its slow check runs, in the same short write
+transaction that counts the address's recent failures, and forgotten when
+the check succeeds. So parallel guesses, from threads or processes, cannot
+all pass the count before any of them is recorded.
+"""
 import math
+from contextlib import contextmanager
 
 from flask import request
 
+from lb import store
 from lb.clock import now_ms
 from lb.errors import ApiError
 from lb.store import AuthFailure, db
 
 FAILURE_LIMIT = 8
 FAILURE_WINDOW_MS = 60 * 1000
+# What counts: wrong passwords, wrong or replayed TOTP codes, unknown setup tokens.
+FAILURES = ("invalid_credentials", "invalid_totp_code", "invalid_setup_token")
 
 
 def client_address():
     return (request.remote_addr or "unknown")[:64]
 
 
+def _retry_after(client, now):
+    """Seconds until ``client`` may try again (0: now)."""
+    stamps = sorted(f.at for f in AuthFailure.select(AuthFailure.at).where(
+        (AuthFailure.client == client) & (AuthFailure.at > now - FAILURE_WINDOW_MS)))
+    if len(stamps) < FAILURE_LIMIT:
+        return 0
+    # Open again once fewer than the limit remain inside the window.
+    reopens = stamps[len(stamps) - FAILURE_LIMIT] + FAILURE_WINDOW_MS
+    return max(1, math.ceil((reopens - now) / 1000))
+
+
+def _refuse(retry_after):
+    raise ApiError(429, "rate_limited", "Too many failed attempts; try again later",
+                   {"Retry-After": str(retry_after)})
+
+
+def _count(client, now):
+    """Inside a write transaction: housekeeping, then the seconds until ``client`` may try again."""
+    store.lock_settings()
+    # A clock stepped back must not keep failures in the window for longer than it.
+    AuthFailure.update(at=now).where(AuthFailure.at > now).execute()
+    AuthFailure.delete().where(AuthFailure.at <= now - FAILURE_WINDOW_MS).execute()
+    return _retry_after(client, now)
+
+
 def check_rate_limit():
     """Refuse every attempt from an address with too many recent failures."""
-    now = now_ms()
-    recent = [
-        f.at
-        for f in AuthFailure.select(AuthFailure.at)
-        .where((AuthFailure.client == client_address()) & (AuthFailure.at > now - FAILURE_WINDOW_MS))
-        .order_by(AuthFailure.at)
-    ]
-    if len(recent) >= FAILURE_LIMIT:
-        # Open again once fewer than the limit remain inside the window.
-        reopens = recent[len(recent) - FAILURE_LIMIT] + FAILURE_WINDOW_MS
-        retry = max(1, math.ceil((reopens - now) / 1000))
-        raise ApiError(429, "rate_limited", "Too many failed attempts; try again later",
-                       {"Retry-After": str(retry)})
-
-
-def record_failure():
-    now = now_ms()
     with db.atomic():
-        AuthFailure.delete().where(AuthFailure.at <= now - FAILURE_WINDOW_MS).execute()
-        AuthFailure.create(client=client_address(), at=now)
+        retry = _count(client_address(), now_ms())
+    if retry:
+        _refuse(retry)
 
 
-def fail(code, message, status):
-    """Count a failed attempt, then answer it."""
-    record_failure()
-    raise ApiError(status, code, message)
+@contextmanager
+def attempt():
+    """Count one attempt before the block checks a secret; it stays counted only if the block fails it.
+
+    A failure is the block raising one of FAILURES; any other outcome (success,
+    a conflict, an unexpected error) forgets the attempt.
+    """
+    client, now = client_address(), now_ms()
+    # One write transaction (IMMEDIATE on SQLite, the settings row locked on
+    # PostgreSQL): of parallel attempts, each sees the ones recorded before it.
+    with db.atomic():
+        retry = _count(client, now)
+        recorded = None if retry else AuthFailure.insert(client=client, at=now).execute()
+    if retry:
+        _refuse(retry)  # after the commit: the housekeeping stands
+    failed = False
+    try:
+        yield
+    except ApiError as exc:
+        failed = exc.code in FAILURES
+        raise
+    finally:
+        if not failed:
+            AuthFailure.delete().where(AuthFailure.id == recorded).execute()

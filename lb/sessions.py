@@ -102,8 +102,9 @@ def hash_password(password):
 def check_password(password):
     """Constant-time check against the stored slow salted hash; a wrong one is a counted 401."""
     stored = dashboard_settings().password_hash
-    if not (stored and check_password_hash(stored, password)):
-        ratelimit.fail("invalid_credentials", "Invalid password", 401)
+    with ratelimit.attempt():
+        if not (stored and check_password_hash(stored, password)):
+            raise ApiError(401, "invalid_credentials", "Invalid password")
 
 
 def reset_dashboard_auth():

@@ -1,4 +1,4 @@
-"""The Peewee data layer: models, the database binding, the seed catalog and every hand-written statement.
+"""The Peewee data layer: models, the seed catalog, and every hand-written statement.
 
 Times are stored as integer milliseconds since the epoch (UTC) and money as
 integer micro-dollars, so sums are exact and comparisons are cheap on both
@@ -6,22 +6,23 @@ SQLite and PostgreSQL.
 """
 import functools
 import logging
-import os
 from decimal import Decimal
 
-import click
 from peewee import (BigAutoField, BigIntegerField, BooleanField, CharField, CompositeKey, DatabaseError,
                     DatabaseProxy, DecimalField, IntegerField, Model, TextField)
-from playhouse.db_url import connect as connect_url
-from playhouse.pool import PooledSqliteDatabase
 
 log = logging.getLogger(__name__)
 
-db = DatabaseProxy()
+db = DatabaseProxy()  # bound by lb.database.init_app
 
 
 class Unavailable(Exception):
-    """The database does not answer (the web layer answers 503)."""
+    """The database does not answer, or cannot take writes (the web layer answers 503)."""
+
+    def __init__(self, message="The database does not answer"):
+        super().__init__(message)
+        self.message = message
+
 
 ACCOUNT_STATUSES = ("active", "paused", "rate_limited", "quota_exceeded", "deactivated")
 LOG_STATUSES = ("ok", "error", "rate_limit", "quota", "cancelled")
@@ -122,7 +123,7 @@ class DashboardSettings(BaseModel):
 
     id = IntegerField(primary_key=True)
     password_hash = CharField(max_length=512, null=True)
-    totp_secret = CharField(max_length=64, null=True)
+    totp_secret = TextField(null=True)  # sealed (lb.crypto)
     totp_last_step = BigIntegerField(default=0)
 
 
@@ -146,38 +147,12 @@ class AuthFailure(BaseModel):
 class TotpSetup(BaseModel):
     token_hash = CharField(primary_key=True, max_length=64)
     session_hash = CharField(max_length=64)
-    secret = CharField(max_length=64)
+    secret = TextField()  # sealed (lb.crypto)
     expires_at = BigIntegerField()
 
 
 MODELS = (Account, RequestLog, HourlyUsage, HourlyKeyUsage, CatalogModel,
           DashboardSettings, DashboardSession, AuthFailure, TotpSetup)
-
-
-def open_database(config):
-    """Build the database named by the settings (SQLite in the data dir by default)."""
-    url = config.get("DATABASE_URL")
-    if not url or url.startswith("sqlite:"):
-        path = url.split(":///", 1)[1] if url else os.path.join(config["DATA_DIR"], "lb.db")
-        # WAL lets readers run beside the writer; the timeout makes writers
-        # wait for each other; IMMEDIATE takes the write lock at BEGIN, so a
-        # transaction that reads first cannot fail "busy" when it upgrades.
-        # Pooled: a request's connect/close borrows and returns a connection,
-        # so the pragmas run once per connection, not once per request.
-        return PooledSqliteDatabase(
-            path,
-            max_connections=None,  # as many as there are request threads
-            stale_timeout=600,
-            pragmas={"journal_mode": "wal", "synchronous": "full", "foreign_keys": 1, "busy_timeout": 10000},
-            lock_type="IMMEDIATE",
-            autoconnect=False,
-            check_same_thread=False,  # a pooled connection serves one thread at a time, not always the same
-        )
-    if url.startswith(("postgres://", "postgresql://")):
-        # Pooled, like SQLite above.
-        return connect_url(url.replace("://", "+pool://", 1), autoconnect=False, max_connections=None,
-                           stale_timeout=600)
-    return connect_url(url, autoconnect=False)
 
 
 def create_schema():
@@ -190,6 +165,21 @@ def create_schema():
                  "cached_input_price": Decimal(p_cached), "output_price": Decimal(p_out)}
                 for i, (mid, name, p_in, p_cached, p_out) in enumerate(SEED_CATALOG)]).execute()
         DashboardSettings.insert(id=1).on_conflict_ignore().execute()
+        if db.obj.for_update:  # PostgreSQL: older versions made the sealed columns too narrow
+            for table, column in (("dashboard_settings", "totp_secret"), ("totp_setup", "secret")):
+                if any(c.name == column and c.data_type != "text" for c in db.get_columns(table)):
+                    db.execute_sql(f"ALTER TABLE {table} ALTER COLUMN {column} TYPE TEXT")
+
+
+def lock_settings():
+    """The settings row, re-read inside a write transaction and held until it ends.
+
+    SQLite's IMMEDIATE transaction already holds the one write lock; PostgreSQL
+    locks the row, so check-then-write steps on it (the first password, enabling
+    TOTP, counting an attempt) run one at a time across instances.
+    """
+    query = DashboardSettings.select().where(DashboardSettings.id == 1)
+    return (query.for_update() if db.obj.for_update else query).get()
 
 
 def price_table():
@@ -228,6 +218,11 @@ def ping():
     except DatabaseError:
         log.exception("health check failed")
         raise Unavailable from None
+
+
+def read_only():
+    """PostgreSQL: whether this session's transactions are read-only (a standby, or set so)."""
+    return _execute("SELECT current_setting('transaction_read_only')").fetchone()[0] == "on"
 
 
 def live_session(token_hash, now):
@@ -285,31 +280,3 @@ def insert_logs(columns, rows):
     """Insert ``rows`` (tuples of the named ``columns``) skipping known request ids; return those stored."""
     params = [value for row in rows for value in row]
     return _execute(_insert_logs_sql(tuple(columns), len(rows)), params).fetchall()
-
-
-def init_app(app):
-    """Bind the proxy to this app's database and open a connection per request."""
-    db.initialize(open_database(app.config))
-
-    @app.before_request
-    def _connect():
-        try:
-            db.connect(reuse_if_open=True)
-        except DatabaseError:
-            log.exception("cannot connect to the database")
-            raise Unavailable from None
-
-    @app.teardown_request
-    def _close(exc):
-        if not db.is_closed():
-            db.close()
-
-    @app.cli.command("init-db")
-    def init_db_command():
-        """Create the schema and seed the model catalog."""
-        with db.connection_context():
-            create_schema()
-        click.echo("schema ready")
-
-    with db.connection_context():
-        create_schema()

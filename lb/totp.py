@@ -6,9 +6,10 @@ import secrets
 import pyotp
 import segno
 
+from lb import crypto, ratelimit, store
 from lb.clock import now_ms
+from lb.config import ConfigError
 from lb.errors import ApiError
-from lb.ratelimit import fail
 from lb.sessions import constant_equal, dashboard_settings, save_settings, token_hash
 from lb.store import DashboardSession, DashboardSettings, TotpSetup, db
 
@@ -22,8 +23,8 @@ def require_totp():
         raise ApiError(400, "totp_not_configured", "TOTP is not configured")
 
 
-def refuse_if_totp():
-    if dashboard_settings().totp_secret:
+def refuse_if_totp(config=None):
+    if (config or dashboard_settings()).totp_secret:
         raise ApiError(409, "totp_already_configured", "TOTP is already configured")
 
 
@@ -48,18 +49,17 @@ def matching_step(secret, code):
 
 def accept_code(code):
     """Verify a code against the configured secret, refusing replays; record the step."""
-    with db.atomic():
-        config = DashboardSettings.get_by_id(1)  # re-read inside the write lock
-        step = matching_step(config.totp_secret, code)
-        if step is not None and step > config.totp_last_step:
-            DashboardSettings.update(totp_last_step=step).where(DashboardSettings.id == 1).execute()
-            return True
-    refuse_code()
+    with ratelimit.attempt(), db.atomic():
+        config = store.lock_settings()  # re-read under the write lock: of two uses of a code, one wins
+        step = matching_step(crypto.unseal(config.totp_secret), code) if config.totp_secret else None
+        if step is None or step <= config.totp_last_step:
+            refuse_code()
+        DashboardSettings.update(totp_last_step=step).where(DashboardSettings.id == 1).execute()
 
 
 def refuse_code():
-    """Count a wrong or replayed code as a failure and answer it."""
-    fail("invalid_totp_code", "The TOTP code is invalid or was already used", 400)
+    """A wrong or replayed code (counted as a failure by the attempt around the check)."""
+    raise ApiError(400, "invalid_totp_code", "The TOTP code is invalid or was already used")
 
 
 def provisioning_uri(secret):
@@ -74,7 +74,7 @@ def start_totp_setup(row):
     with db.atomic():
         TotpSetup.delete().where(TotpSetup.expires_at <= now).execute()
         TotpSetup.create(token_hash=token_hash(token), session_hash=row.token_hash,
-                         secret=secret, expires_at=now + SETUP_MS)
+                         secret=crypto.seal(secret), expires_at=now + SETUP_MS)
     uri = provisioning_uri(secret)
     qr = segno.make(uri, error="m").svg_data_uri()
     return {"secret": secret, "otpauthUri": uri, "qrSvgDataUri": qr, "setupToken": token}
@@ -92,16 +92,34 @@ def pending_setup(token, row):
 
 def confirm_setup(setup_token, code, row):
     """Turn TOTP on with the setup that ``code`` proves; return the session ``row``, now verified."""
-    setup = pending_setup(setup_token, row)
-    if setup is None:
-        fail("invalid_setup_token", "The setup token is unknown, used or expired", 400)
-    step = matching_step(setup.secret, code)
-    if step is None:
-        refuse_code()
+    with ratelimit.attempt():
+        setup = pending_setup(setup_token, row)
+        if setup is None:
+            refuse_if_totp(store.settings())  # another confirm won and removed every setup: 409
+            raise ApiError(400, "invalid_setup_token", "The setup token is unknown, used or expired")
+        step = matching_step(crypto.unseal(setup.secret), code)
+        if step is None:
+            refuse_code()
     with db.atomic():
+        # Checked again under the write lock: of two sessions confirming at once, one wins, the other gets 409.
+        refuse_if_totp(store.lock_settings())
         save_settings(totp_secret=setup.secret, totp_last_step=step)
         TotpSetup.delete().execute()
         # Every other session must prove the new second factor before its next request.
         DashboardSession.update(totp_verified=False).where(DashboardSession.token_hash != row.token_hash).execute()
         DashboardSession.update(totp_verified=True).where(DashboardSession.token_hash == row.token_hash).execute()
     return DashboardSession.get_by_id(row.token_hash)
+
+
+def init_app(app):
+    """Seal a TOTP secret stored in clear by an older version; refuse to start with a key that cannot open it."""
+    with db.connection_context(), app.app_context():
+        secret = store.settings().totp_secret
+        if secret and not crypto.is_sealed(secret):
+            DashboardSettings.update(totp_secret=crypto.seal(secret)).where(DashboardSettings.id == 1).execute()
+        elif secret:
+            try:
+                crypto.unseal(secret)
+            except crypto.Unreadable:
+                raise ConfigError("LB_ENCRYPTION_KEY does not open the stored TOTP secret: "
+                                  "every instance must share one key") from None

@@ -1,12 +1,12 @@
 """The dashboard's JSON API: thin views that parse, make one domain call and answer JSON."""
 from flask import Blueprint, current_app, jsonify, request
 
-from lb import accounts, auth, ingest, overview, ratelimit, request_logs, sessions, store, totp, usage
+from lb import accounts, auth, database, ingest, overview, ratelimit, request_logs, sessions, store, totp, usage
 from lb.auth import ingest_required, login_required, password_login_required
 from lb.clock import now_ms
 from lb.errors import ApiError, body, takes_json
 from lb.fields import get_choice, get_str, get_time
-from lb.store import DashboardSettings, db
+from lb.store import db
 
 auth_bp = Blueprint("dashboard_auth", __name__, url_prefix="/api/dashboard-auth")
 dashboard_bp = Blueprint("dashboard", __name__, url_prefix="/api")
@@ -45,7 +45,7 @@ def password_setup():
     hashed = sessions.hash_password(password)
     with db.atomic():
         # Checked again under the write lock: of two concurrent setups one wins.
-        if DashboardSettings.get_by_id(1).password_hash:
+        if store.lock_settings().password_hash:
             raise ApiError(409, "password_already_configured", "A dashboard password is already configured")
         sessions.save_settings(password_hash=hashed)
         token, row = sessions.start_session()
@@ -228,6 +228,11 @@ def usage_breakdown():
 @health_bp.get("/healthz")
 def healthz():
     store.ping()
+    try:
+        database.check_writable(current_app)
+    except store.Unavailable as exc:
+        current_app.logger.warning("health check: %s", exc.message)
+        raise
     return jsonify(OK)
 
 

@@ -6,7 +6,7 @@ when PostgreSQL is installed), that database emptied before each test.
 """
 import pytest
 
-from helpers import BOOTSTRAP, INGEST, POSTGRES_URL, Clock, empty_postgres, setup_password
+from helpers import BOOTSTRAP, INGEST, POSTGRES_URL, Clock, Server, empty_postgres, setup_password
 from lb import create_app, store
 
 
@@ -51,6 +51,7 @@ def make_app(tmp_path, clock):
             "PASSWORD_HASH_METHOD": "scrypt:4096:8:1",
             "BOOTSTRAP_TOKEN": BOOTSTRAP,
             "INGEST_TOKEN": INGEST,
+            "CHECKPOINT_SECONDS": 0,  # no WAL thread per test app; lb.database.checkpoint is tested directly
         }
         if POSTGRES_URL:
             settings["DATABASE_URL"] = POSTGRES_URL
@@ -77,3 +78,13 @@ def authed(client):
     """A client with a configured password and a fully verified session."""
     setup_password(client)
     return client
+
+
+@pytest.fixture
+def server(tmp_path):
+    """The real server (waitress, its own process) on this test's data dir or PostgreSQL database."""
+    if POSTGRES_URL:
+        empty_postgres()
+    srv = Server(tmp_path / "data").start()
+    yield srv
+    srv.stop()

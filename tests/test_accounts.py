@@ -132,6 +132,7 @@ BAD_EMAILS = [
     "a" * 243 + "@example.com",  # 255 characters
     "a" * 100_000 + "@example.com",
     "\ud800@example.com",  # a lone surrogate: valid JSON, not storable text
+    "\u0130" * 240 + "@x.io",  # 245 characters, but 485 once lower-cased: "İ" becomes "i̇"
 ]
 
 
@@ -148,6 +149,13 @@ def test_bad_emails_are_refused(authed, email):
     assert error(response) == (422, "validation_error")
     assert message(response).startswith("email ")
     assert listed(authed) == []
+
+
+def test_an_email_whose_lower_case_is_longer_still_fits_when_it_can(authed):
+    email = "\u0130" * 120 + "@x.io"  # 245 characters once lower-cased
+    assert create_account(authed, email)["email"] == email
+    response = post(authed, ACCOUNTS, {"email": email.lower()})
+    assert error(response) == (409, "account_exists")
 
 
 @pytest.mark.parametrize("first, second", [

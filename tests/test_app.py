@@ -5,26 +5,25 @@ naming a bad variable. The bootstrap token is logged only while no password is s
 a password never reaches a log. Then waitress in its own process, spoken to over
 HTTP: an acknowledged batch survives kill -9; concurrent writers in several
 processes wait for each other instead of failing, and never store a requestId
-twice; errors from the real server are JSON.
+twice; errors from the real server are JSON, and a body over the limit is refused
+before it is read. Two instances on one database share sessions, the rate limit and
+the logs.
 """
-import http.client
 import json
 import logging
 import os
-import signal
+import select
 import socket
 import subprocess
 import sys
-import time
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 
 import pytest
 
 import app as entry
-from helpers import BOOTSTRAP, PASSWORD, POSTGRES_URL, change, empty_postgres, error, login, setup_password
+from helpers import (AUTH, AUTH_REQUIRED, BEARER, BOOTSTRAP, INGEST, PASSWORD, POSTGRES_URL, ROOT, Server, call,
+                     call_with_cookie, change, empty_postgres, error, free_port, login, setup_password, wait_for)
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-TOKEN = "server-test-ingest-token"
 
 
 # -- main() ----------------------------------------------------------------------------------
@@ -47,6 +46,57 @@ def test_main_serves_on_the_loopback_default(monkeypatch, tmp_path, capsys):
     assert (options["host"], options["port"], options["threads"]) == ("127.0.0.1", 2455, 8)
     assert options["max_request_body_size"] > app.config["MAX_BODY_BYTES"]
     assert capsys.readouterr().err == ""
+
+
+def test_main_bounds_what_waitress_reads_and_holds(monkeypatch, tmp_path):
+    monkeypatch.setenv("LB_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setenv("LB_MAX_BODY_BYTES", "4096")
+    monkeypatch.setenv("LB_CONNECTION_LIMIT", "300")
+    monkeypatch.setenv("LB_CHANNEL_TIMEOUT", "45")
+    serve = FakeServe()
+    assert entry.main(argv=[], serve=serve) == 0
+    (_, options), = serve.calls
+    # waitress refuses a body of max_request_body_size bytes or more: 4096 itself gets through.
+    assert options["max_request_body_size"] == 4097
+    assert (options["connection_limit"], options["channel_timeout"]) == (300, 45)
+
+
+def test_main_exits_2_with_one_line_when_the_port_is_taken(monkeypatch, tmp_path, capsys):
+    monkeypatch.setenv("LB_DATA_DIR", str(tmp_path / "data"))
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        monkeypatch.setenv("LB_PORT", str(taken.getsockname()[1]))
+        assert entry.main(argv=["--waitress"]) == 2
+    lines = capsys.readouterr().err.splitlines()
+    assert len(lines) == 1 and "cannot listen on 127.0.0.1" in lines[0] and "in use" in lines[0]
+
+
+def test_the_help_reads_as_plain_text(capsys):
+    with pytest.raises(SystemExit) as exited:
+        entry.main(argv=["--help"])
+    assert exited.value.code == 0
+    out = capsys.readouterr().out
+    assert "python app.py --waitress" in out and "``" not in out
+
+
+def test_the_development_server_logs_one_line_per_request_without_the_query(tmp_path):
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LB_")}
+    env.update(LB_DATA_DIR=str(tmp_path / "data"), LB_PORT=str(port), LB_CHECKPOINT_SECONDS="0")
+    log_path = tmp_path / "dev.log"
+    with open(log_path, "wb") as log:
+        proc = subprocess.Popen([sys.executable, os.path.join(ROOT, "app.py")], env=env, stdout=log, stderr=log)
+    try:
+        assert wait_for(port)
+        assert call(port, "GET", "/healthz?token=do-not-log-me")[0] == 200
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+    text = log_path.read_text()
+    lines = [line for line in text.splitlines() if "/healthz" in line]
+    assert len(lines) == 2 and all(" GET /healthz 200 " in line for line in lines)  # the readiness probe, ours
+    assert "do-not-log-me" not in text and "\x1b[" not in text
 
 
 def test_main_honours_host_port_and_threads(monkeypatch, tmp_path):
@@ -84,14 +134,21 @@ def test_main_exits_2_with_one_line_naming_the_variable(monkeypatch, tmp_path, c
 
 # -- secrets in the log --------------------------------------------------------------------------
 
-def test_the_bootstrap_token_is_logged_only_while_no_password_is_set(make_app, caplog):
+def test_the_bootstrap_token_is_logged_as_the_server_starts_only_while_no_password_is_set(
+        monkeypatch, tmp_path, caplog):
     caplog.set_level(logging.DEBUG)
-    app = make_app()
+    monkeypatch.setenv("LB_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setenv("LB_BOOTSTRAP_TOKEN", BOOTSTRAP)
+    if POSTGRES_URL:
+        empty_postgres()
+        monkeypatch.setenv("LB_DATABASE_URL", POSTGRES_URL)
+    app = entry.create_app()
+    assert BOOTSTRAP not in caplog.text  # building the app (every flask command does) logs nothing
+    assert entry.main(argv=[], serve=lambda app, **options: None) == 0
     assert [r.levelno for r in caplog.records if BOOTSTRAP in r.getMessage()] == [logging.WARNING]
     setup_password(app.test_client())
     caplog.clear()
-    again = make_app()
-    assert again.test_client().get("/api/dashboard-auth/session").get_json()["isPasswordConfigured"] is True
+    assert entry.main(argv=[], serve=lambda app, **options: None) == 0
     assert BOOTSTRAP not in caplog.text and "bootstrap token" not in caplog.text
     assert PASSWORD not in caplog.text
 
@@ -109,76 +166,9 @@ def test_the_password_never_reaches_a_log(authed, caplog):
 
 # -- the real server -------------------------------------------------------------------------------
 
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def call(port, method, path, payload=None, headers=None):
-    headers = dict(headers or {})
-    body = None
-    if payload is not None:
-        body = json.dumps(payload)
-        headers["Content-Type"] = "application/json"
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
-    try:
-        conn.request(method, path, body=body, headers=headers)
-        response = conn.getresponse()
-        data = response.read()
-    finally:
-        conn.close()
-    return response.status, json.loads(data) if data else None
-
-
-class Server:
-    def __init__(self, data_dir):
-        self.data_dir, self.port, self.proc = str(data_dir), free_port(), None
-        self.log_path = os.path.join(os.path.dirname(self.data_dir), "server.log")
-
-    def start(self):
-        env = {k: v for k, v in os.environ.items() if not k.startswith("LB_")}
-        env.update(LB_DATA_DIR=self.data_dir, LB_PORT=str(self.port), LB_INGEST_TOKEN=TOKEN, LB_THREADS="4")
-        if POSTGRES_URL:
-            env["LB_DATABASE_URL"] = POSTGRES_URL
-        # The log goes to a file: a pipe nobody reads would stall the server once full.
-        with open(self.log_path, "ab") as log:
-            self.proc = subprocess.Popen([sys.executable, os.path.join(ROOT, "app.py"), "--waitress"], env=env,
-                                         stdout=subprocess.DEVNULL, stderr=log)
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            try:
-                if call(self.port, "GET", "/healthz")[0] == 200:
-                    return self
-            except OSError:
-                time.sleep(0.05)
-        self.proc.kill()
-        self.proc.wait()
-        with open(self.log_path, encoding="utf-8", errors="replace") as log:
-            raise AssertionError("server did not start: " + log.read())
-
-    def kill_hard(self):
-        self.proc.send_signal(signal.SIGKILL)
-        self.proc.wait()
-
-    def stop(self):
-        if self.proc and self.proc.poll() is None:
-            self.proc.terminate()
-            self.proc.wait(timeout=10)
-
-
-@pytest.fixture
-def server(tmp_path):
-    if POSTGRES_URL:
-        empty_postgres()
-    srv = Server(tmp_path / "data").start()
-    yield srv
-    srv.stop()
-
-
 def ingest_over_http(port, items):
     """POST one batch to the real server with its ingest token: (status, body)."""
-    return call(port, "POST", "/api/request-logs", {"requests": items}, {"Authorization": f"Bearer {TOKEN}"})
+    return call(port, "POST", "/api/request-logs", {"requests": items}, BEARER)
 
 
 def all_logs(port):
@@ -231,9 +221,106 @@ def test_concurrent_writers_wait_and_never_store_an_id_twice(server):
     assert status == 200 and overview["usageSummary"]["inputTokens"] == 600 * 7
 
 
+def raw_exchange(port, data, piece=65536):
+    """Send raw bytes piece by piece, stopping early if the server answers first (as it may, refusing
+    a body); then read the answer until the server closes: (status, head text, body)."""
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        for start in range(0, len(data), piece):
+            if select.select([sock], [], [], 0.05)[0]:
+                break  # an answer already: the rest would be refused unread
+            sock.sendall(data[start:start + piece])
+        answer = b""
+        while chunk := sock.recv(65536):
+            answer += chunk
+    head, _, body = answer.partition(b"\r\n\r\n")
+    return int(head.split()[1]), head.decode("latin-1"), body
+
+
+LIMIT = 1048576  # the default LB_MAX_BODY_BYTES
+TOO_LARGE = {"error": {"code": "payload_too_large", "message": f"Request body is larger than {LIMIT} bytes"}}
+
+
+def post_head(length_header):
+    return (f"POST /api/request-logs HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
+            f"Content-Type: application/json\r\n{length_header}\r\n\r\n").encode()
+
+
 def test_errors_from_the_real_server_are_json(server):
     status, body = call(server.port, "GET", "/no/such/path")
     assert (status, body["error"]["code"]) == (404, "not_found")
-    big = {"requests": [{"model": "x" * 100}] * 20000}
-    status, body = call(server.port, "POST", "/api/request-logs", big)
-    assert (status, body["error"]["code"]) == (413, "payload_too_large")
+    status, head, body = raw_exchange(server.port, b"NOT HTTP AT ALL\r\n\r\n")
+    assert status == 400 and "application/json" in head
+    assert json.loads(body) == {"error": {"code": "bad_request", "message": "Bad Request"}}
+
+
+def test_a_declared_body_over_the_limit_is_refused_before_a_byte_of_it_is_read(server):
+    # Only the head is sent: the answer comes at once, not after 1 GiB.
+    status, head, body = raw_exchange(server.port, post_head("Content-Length: 1073741824"))
+    assert status == 413 and "application/json" in head
+    assert json.loads(body) == TOO_LARGE
+
+
+def test_a_chunked_body_over_the_limit_is_refused_as_it_arrives(server):
+    # One chunk a byte over the limit, and nothing after it: the refusal comes once the limit is
+    # crossed, with nothing left unread (unread bytes would turn the server's close into a reset).
+    data = post_head("Transfer-Encoding: chunked") + b"%x\r\n" % (LIMIT + 1) + b"x" * (LIMIT + 1)
+    status, head, body = raw_exchange(server.port, data)
+    assert status == 413 and json.loads(body) == TOO_LARGE
+
+
+def test_a_body_at_the_limit_reaches_the_app(server):
+    payload = json.dumps({"requests": [], "padding": ""}).encode()
+    payload = payload[:-2] + b"x" * (LIMIT - len(payload)) + b'"}'
+    assert len(payload) == LIMIT
+    data = post_head(f"Content-Length: {LIMIT}\r\nAuthorization: Bearer {INGEST}") + payload
+    status, _, body = raw_exchange(server.port, data)
+    assert (status, json.loads(body)) == (201, {"accepted": 0, "duplicates": 0})
+
+
+# -- several instances on one database -------------------------------------------------------
+
+@pytest.fixture
+def pair(tmp_path):
+    """Two servers on one database: the same PostgreSQL database, or the same SQLite file."""
+    if POSTGRES_URL:
+        empty_postgres()
+    first = Server(tmp_path / "data").start()
+    second = Server(tmp_path / "data")
+    try:
+        yield first, second.start()
+    finally:
+        first.stop()
+        second.stop()
+
+
+def test_a_session_made_on_one_instance_works_and_ends_on_the_other(pair):
+    a, b = pair
+    status, _, cookie = call_with_cookie(a.port, "POST", AUTH + "/password/setup", {"password": PASSWORD})
+    assert status == 200
+    assert call(b.port, "GET", "/api/dashboard/overview", headers=cookie)[0] == 200
+    assert call(b.port, "POST", AUTH + "/logout", headers=cookie) == (200, {"status": "ok"})
+    assert call(a.port, "GET", "/api/dashboard/overview", headers=cookie) == (401, AUTH_REQUIRED)
+
+
+def test_the_failed_login_limit_counts_across_instances(pair):
+    a, b = pair
+    assert call(a.port, "POST", AUTH + "/password/setup", {"password": PASSWORD})[0] == 200
+    attempts = [(port, "POST", AUTH + "/password/login", {"password": f"wrong {i}"})
+                for i, port in enumerate([a.port, b.port] * 32)]
+    with ThreadPoolExecutor(64) as pool:
+        statuses = [status for status, _ in pool.map(lambda r: call(*r), attempts)]
+    assert sorted(statuses) == [401] * 8 + [429] * 56
+
+
+def test_concurrent_ingest_into_two_instances_loses_and_doubles_nothing(pair):
+    a, b = pair
+    with ProcessPoolExecutor(4) as pool:
+        jobs = [((a, b)[w % 2].port, w, 6) for w in range(4)]
+        results = [r for batch in pool.map(_writer, jobs) for r in batch]
+    assert all(status == 201 for status, _ in results), results
+    ids = [r["requestId"] for r in all_logs(b.port)]
+    assert sorted(ids) == sorted(f"id-{n}" for n in range(600))
+    assert sum(body["accepted"] for _, body in results) == 600
+    for port in (a.port, b.port):
+        status, overview = call(port, "GET", "/api/dashboard/overview")
+        assert status == 200 and overview["requestCount"] == 600 and overview["usageSummary"]["inputTokens"] == 4200

@@ -1,15 +1,24 @@
-"""lb.config: defaults, LB_* variables, overrides, and the data directory's secret files.
+"""lb.config: defaults, LB_* variables, overrides, the data directory and its files, start-up failures.
 
-A bad setting is one line naming its variable; the factory reads the environment;
-secret_key and bootstrap_token are created private (0600 in a 0700 directory) and reused.
+A bad setting is one line naming its variable, and a start-up failure is a
+ConfigError: one line on stderr and exit code 2, also from the ``flask`` commands,
+with no traceback and no password from LB_DATABASE_URL. The factory reads the
+environment. Every file the service keeps in the data dir (secret_key,
+bootstrap_token, encryption_key, lb.db and its -wal and -shm) is 0600 in a 0700
+directory whatever the umask; one found open to others is tightened with a warning.
+Asking ``flask`` for help does not reveal the bootstrap token.
 """
+import logging
 import os
 import stat
+import subprocess
+import sys
 
+import click
 import pytest
 
-from helpers import PASSWORD, REMOTE, error, post
-from lb import config, create_app
+from helpers import PASSWORD, REMOTE, ROOT, error, free_port, post, setup_password
+from lb import config, create_app, store
 
 
 # -- settings ------------------------------------------------------------------------------
@@ -120,3 +129,111 @@ def test_the_stored_bootstrap_token_lets_a_remote_client_set_the_password(make_a
     response = post(client, "/api/dashboard-auth/password/setup",
                     {"password": PASSWORD, "bootstrapToken": app.config["BOOTSTRAP_TOKEN"]}, environ_base=REMOTE)
     assert response.status_code == 200 and response.get_json()["isPasswordConfigured"] is True
+
+
+@pytest.fixture
+def umask_zero():
+    """Run the test under umask 0, so only the service's own modes keep files private."""
+    previous = os.umask(0)
+    try:
+        yield
+    finally:
+        os.umask(previous)
+
+
+def test_the_data_dir_and_its_secret_files_are_private_whatever_the_umask(make_app, tmp_path, umask_zero):
+    make_app(BOOTSTRAP_TOKEN=None)
+    data = tmp_path / "data"
+    assert mode(data) == 0o700
+    assert {name: mode(data / name) for name in ("secret_key", "bootstrap_token", "encryption_key")} == {
+        "secret_key": 0o600, "bootstrap_token": 0o600, "encryption_key": 0o600}
+
+
+@pytest.mark.sqlite_only
+def test_the_database_and_its_wal_files_are_private_whatever_the_umask(make_app, tmp_path, umask_zero):
+    client = make_app().test_client()
+    setup_password(client)  # a write: SQLite now has its -wal and -shm files
+    data = tmp_path / "data"
+    assert {name: mode(data / name) for name in ("lb.db", "lb.db-wal", "lb.db-shm")} == {
+        "lb.db": 0o600, "lb.db-wal": 0o600, "lb.db-shm": 0o600}
+
+
+def test_an_open_data_dir_is_made_owner_only_with_a_warning(make_app, tmp_path, caplog):
+    data = tmp_path / "data"
+    data.mkdir()
+    os.chmod(data, 0o755)
+    caplog.set_level(logging.WARNING)
+    make_app()
+    assert mode(data) == 0o700
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert any(str(data) in line and "0700" in line for line in warnings), warnings
+
+
+@pytest.mark.sqlite_only
+def test_an_open_database_file_is_made_owner_only_with_a_warning(make_app, tmp_path, caplog):
+    make_app()
+    store.db.obj.close_all()
+    database = tmp_path / "data" / "lb.db"
+    os.chmod(database, 0o644)
+    caplog.set_level(logging.WARNING)
+    client = make_app().test_client()
+    assert mode(database) == 0o600
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert any(str(database) in line and "0600" in line for line in warnings), warnings
+    assert client.get("/healthz").get_json() == {"status": "ok"}
+
+
+# -- start-up failures ----------------------------------------------------------------------------
+
+def flask_command(tmp_path, *args, **variables):
+    """``flask --app lb *args`` in its own process, with only these LB_* variables (and a fresh data dir)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("LB_", "FLASK_"))}
+    env.update(LB_DATA_DIR=str(tmp_path / "data"), **variables)
+    return subprocess.run([sys.executable, "-m", "flask", "--app", "lb", *args], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=60)
+
+
+def test_a_config_error_is_a_click_exception_with_exit_code_2():
+    assert issubclass(config.ConfigError, click.ClickException)
+    assert config.ConfigError("LB_PORT must be a whole number").exit_code == 2
+
+
+def test_a_flask_command_with_a_bad_setting_exits_2_with_one_line(tmp_path):
+    result = flask_command(tmp_path, "init-db", LB_PORT="abc")
+    assert result.returncode == 2
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1 and "LB_PORT" in lines[0], result.stderr
+    assert "Traceback" not in result.stderr + result.stdout
+    assert "schema ready" not in result.stdout
+
+
+def test_flask_help_does_not_reveal_the_bootstrap_token(tmp_path):
+    result = flask_command(tmp_path, "--help")
+    assert result.returncode == 0, result.stderr
+    assert "init-db" in result.stdout and "demo-data" in result.stdout  # the app was loaded
+    everything = result.stdout + result.stderr
+    bootstrap = (tmp_path / "data" / "bootstrap_token").read_text().strip()
+    assert len(bootstrap) >= 32
+    assert bootstrap not in everything
+    assert "bootstrap token" not in everything.lower()
+
+
+def test_a_host_that_is_no_address_is_a_config_error():
+    with pytest.raises(config.ConfigError) as raised:
+        config.load(environ={"LB_HOST": "not a host"})
+    message = str(raised.value)
+    assert message.startswith("LB_HOST ") and "not a host" in message
+
+
+@pytest.mark.parametrize("host", ["127.0.0.1", "::1", "localhost", "0.0.0.0"])
+def test_an_address_or_a_resolvable_name_is_a_host(host):
+    assert config.load(environ={"LB_HOST": host})["HOST"] == host
+
+
+def test_an_unreachable_database_is_a_config_error_without_its_password(make_app):
+    url = f"postgresql://user:secret-pw@127.0.0.1:{free_port()}/x"
+    with pytest.raises(config.ConfigError) as raised:
+        make_app(DATABASE_URL=url)
+    message = str(raised.value)
+    assert "LB_DATABASE_URL" in message and "\n" not in message
+    assert "secret-pw" not in message

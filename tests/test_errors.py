@@ -1,8 +1,9 @@
 """lb.errors: the conventions every endpoint shares.
 
 The JSON error envelope for unknown routes and wrong methods, request-body checks
-(size 413, content type 415, JSON 400, in that order, before the guard's 401), the
-internal error that tells nothing, and the access log that carries no secrets.
+(size 413, content type 415, JSON 400, in that order, before the guard's 401), an
+integer of any length being valid JSON (it reaches the field checks, a 422, not a
+400), the internal error that tells nothing, and the access log that carries no secrets.
 Validation messages naming the field are in test_fields.py.
 """
 import io
@@ -189,6 +190,25 @@ def test_json_with_a_charset_parameter_is_accepted(client):
 def test_malformed_json_is_invalid_json(client, path, data):
     response = client.post(path, data=data, content_type="application/json")
     assert error(response) == (400, "invalid_json")
+
+
+HUGE = "9" * 5000  # longer than int() reads (4300 digits), but valid JSON
+
+
+@pytest.mark.parametrize("path, data, message", [
+    ("/api/request-logs", '{"requests": [{"model": "gpt-4o-mini", "inputTokens": %s}]}' % HUGE,
+     "requests[0].inputTokens must be between 0 and "),
+    ("/api/request-logs", '{"requests": [{"model": "gpt-4o-mini", "inputTokens": -%s}]}' % HUGE,
+     "requests[0].inputTokens must be between 0 and "),
+    ("/api/request-logs", '{"requests": [{"model": "gpt-4o-mini", "outputTokens": 1%s}]}' % ("0" * 100),
+     "requests[0].outputTokens must be between 0 and "),
+    ("/api/accounts", '{"email": %s}' % HUGE, "email must be a string"),
+    ("/api/accounts", '{"email": -%s}' % HUGE, "email must be a string"),
+])
+def test_an_integer_of_any_length_is_valid_json_and_reaches_the_field_checks(authed, path, data, message):
+    response = authed.post(path, data=data, content_type="application/json", headers=BEARER)
+    assert error(response) == (422, "validation_error")
+    assert response.get_json()["error"]["message"].startswith(message)
 
 
 @pytest.mark.parametrize("path", GUARDED_BODY_PATHS)

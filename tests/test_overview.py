@@ -3,7 +3,8 @@
 Accounts counted by status (the deleted left out), usage in the billing period
 (tokens, and cost priced from the catalog, rounded to 4 decimals), the period from
 the cycle day (start included, end excluded), and the request count and error rate
-of the last 24 hours. The guard in front of it is in test_auth.py.
+of the last 24 hours (always a float, 0.0 with nothing to count). The guard in
+front of it is in test_auth.py.
 """
 from datetime import datetime, timezone
 
@@ -194,3 +195,22 @@ def test_error_rate_ignores_failures_older_than_24_hours(authed):
     assert accepted == {"accepted": 2, "duplicates": 0}
     body = overview(authed)
     assert (body["requestCount"], body["errorRate"]) == (1, 0)
+
+
+@pytest.mark.parametrize("statuses, json_value", [
+    ([], b"0.0"),
+    (["cancelled"], b"0.0"),
+    (["ok"], b"0.0"),
+    (["error"], b"100.0"),
+    (["ok", "error"], b"50.0"),
+    (["ok", "ok", "error"], b"33.33"),
+])
+def test_error_rate_is_always_a_float(authed, statuses, json_value):
+    if statuses:
+        accepted = ingest(authed, [{"model": "gpt-4o-mini", "status": s} for s in statuses])
+        assert accepted == {"accepted": len(statuses), "duplicates": 0}
+    response = authed.get(OVERVIEW)
+    assert response.status_code == 200
+    error_rate = response.get_json()["errorRate"]
+    assert type(error_rate) is float and error_rate == float(json_value)
+    assert b'"errorRate":' + json_value in response.data

@@ -3,12 +3,19 @@
 Eight failures within 60 s block every password attempt from that address (the right
 password too) with 429 and a Retry-After counting down to the oldest failure leaving
 the window. The count is per address (the forwarded one behind a trusted proxy) and
-survives a restart. TOTP failures count too: see test_totp.py.
+survives a restart. TOTP failures count too: see test_totp.py. An attempt is counted
+before its slow check, so 64 parallel guesses at the real server get 8 checks, and a
+clock stepped back never stretches the lock-out past the window.
 """
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import pyotp
 import pytest
 
 from helpers import (
-    AUTH, PASSWORD, REMOTE, SIGNED_IN, assert_limited, change, error, login, ok, post, remove, setup_password, state,
+    AUTH, PASSWORD, REMOTE, SIGNED_IN, assert_limited, call, call_with_cookie, change, error, login, ok, post, remove,
+    setup_password, state,
 )
 
 
@@ -76,3 +83,51 @@ def test_failure_counter_survives_a_restart(make_app, authed):
     fail_logins(authed, 8)
     restarted = make_app().test_client()
     assert_limited(login(restarted), 60)
+
+
+# -- a clock stepped back ------------------------------------------------------------------
+
+def test_a_clock_stepped_back_an_hour_never_locks_out_for_longer_than_the_window(authed, clock):
+    fail_logins(authed, 8)
+    clock.advance(-3600)  # the failures now lie an hour in the future: they count as now
+    assert_limited(login(authed), 60)
+    clock.advance(59)
+    assert_limited(login(authed), 1)
+    clock.advance(1)
+    assert ok(login(authed))["authenticated"] is True
+
+
+# -- parallel guesses at the real server -------------------------------------------------------
+
+def wrong_code(secret):
+    """A six-digit code that no step of the accepted window (now, and one either side) gives."""
+    totp, now = pyotp.TOTP(secret), time.time()
+    window = {totp.at(now + offset) for offset in (-60, -30, 0, 30, 60)}
+    return next(code for code in (f"{n:06d}" for n in range(1_000_000)) if code not in window)
+
+
+def _parallel(port, requests):
+    """Fire ``requests`` ((method, path, payload, headers) each) at once; their statuses."""
+    with ThreadPoolExecutor(len(requests)) as pool:
+        return [status for status, _ in pool.map(lambda r: call(port, *r), requests)]
+
+
+def test_64_parallel_wrong_passwords_get_8_checks_and_56_refusals(server):
+    assert call(server.port, "POST", AUTH + "/password/setup", {"password": PASSWORD})[0] == 200
+    statuses = _parallel(server.port, [("POST", AUTH + "/password/login", {"password": f"wrong {i}"}, None)
+                                       for i in range(64)])
+    assert sorted(statuses) == [401] * 8 + [429] * 56
+
+
+def test_64_parallel_wrong_totp_codes_get_8_checks_and_56_refusals(server):
+    status, _, cookie = call_with_cookie(server.port, "POST", AUTH + "/password/setup", {"password": PASSWORD})
+    assert status == 200
+    started = call(server.port, "POST", AUTH + "/totp/setup/start", headers=cookie)[1]
+    code = pyotp.TOTP(started["secret"]).now()
+    assert call(server.port, "POST", AUTH + "/totp/setup/confirm", {"setupToken": started["setupToken"],
+                                                                     "code": code}, cookie)[0] == 200
+    status, body, pending = call_with_cookie(server.port, "POST", AUTH + "/password/login", {"password": PASSWORD})
+    assert status == 200 and body["authenticated"] is False and body["isPasswordVerified"] is True
+    wrong = wrong_code(started["secret"])
+    statuses = _parallel(server.port, [("POST", AUTH + "/totp/verify", {"code": wrong}, pending)] * 64)
+    assert sorted(statuses) == [400] * 8 + [429] * 56

@@ -4,6 +4,8 @@ A session that owes its TOTP code is refused by the guard with totp_required (he
 for every endpoint it reaches; the guard itself is in test_auth.py).
 """
 import re
+import threading
+from concurrent.futures import ThreadPoolExecutor
 
 import pyotp
 import pytest
@@ -143,6 +145,29 @@ def test_setup_token_lasts_just_under_10_minutes(authed, clock):
 def test_setup_start_when_totp_is_configured(authed, secret):
     response = post(authed, AUTH + "/totp/setup/start")
     assert error(response) == (409, "totp_already_configured")
+
+
+def test_two_sessions_confirming_at_once_enable_one_secret_and_the_other_gets_409(app, authed, clock):
+    other = app.test_client()
+    assert ok(login(other))["authenticated"] is True
+    for _ in range(12):
+        clients = (authed, other)
+        setups = [start(client) for client in clients]
+        barrier = threading.Barrier(2)
+
+        def confirm_at_once(client, setup):
+            code = code_at(setup["secret"], clock)
+            barrier.wait()
+            return confirm(client, setup["setupToken"], code)
+
+        with ThreadPoolExecutor(2) as pool:
+            responses = list(pool.map(confirm_at_once, clients, setups))
+        assert sorted(r.status_code for r in responses) == [200, 409]
+        winner = 0 if responses[0].status_code == 200 else 1
+        assert error(responses[1 - winner]) == (409, "totp_already_configured")
+        # The winner's authenticator is the one stored: its next code turns TOTP off again.
+        clock.advance(STEP)
+        assert ok(disable(clients[winner], code_at(setups[winner]["secret"], clock))) == {"status": "ok"}
 
 
 def test_enabling_totp_makes_other_sessions_pending_without_ending_them(app, authed, clock):

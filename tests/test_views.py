@@ -1,9 +1,16 @@
 """lb.views: the routes that are views alone, /healthz and GET /api/models.
 
+/healthz answers 200 only while the database answers and could take a write: 503
+service_unavailable, saying why, when the SQLite file is missing or was replaced
+after start, and 200 again once the original is back. (A read-only file or data
+dir needs a server that obeys file modes: test_database.py.)
 Every other route is tested with the module that does its work (test_accounts.py,
 test_ingest.py, test_overview.py, ...); the guard in front of them in test_auth.py.
 """
 import logging
+import os
+import sqlite3
+from contextlib import closing
 
 import pytest
 
@@ -30,6 +37,57 @@ def test_healthz_is_unavailable_when_the_database_cannot_be_reached(app, client,
     assert error(response) == (503, "service_unavailable")
     assert "Traceback" not in response.get_data(as_text=True)
     assert any(r.exc_info for r in caplog.records if r.levelno >= logging.ERROR)
+
+
+def database_file(tmp_path):
+    return tmp_path / "data" / "lb.db"
+
+
+def unavailable(message):
+    return {"error": {"code": "service_unavailable", "message": message}}
+
+
+MISSING = unavailable("The database file is missing")
+
+
+@pytest.mark.sqlite_only
+def test_healthz_is_unavailable_once_the_database_file_is_deleted(authed, tmp_path, caplog):
+    assert authed.get("/healthz").get_json() == {"status": "ok"}
+    os.remove(database_file(tmp_path))
+    response = authed.get("/healthz")
+    assert response.status_code == 503
+    assert response.get_json() == MISSING
+    assert any(r.levelno == logging.WARNING and "The database file is missing" in r.getMessage()
+               for r in caplog.records)
+
+
+@pytest.mark.sqlite_only
+def test_healthz_is_unavailable_while_the_database_file_is_renamed(authed, tmp_path):
+    path = database_file(tmp_path)
+    os.rename(path, tmp_path / "data" / "lb.db.moved")
+    response = authed.get("/healthz")
+    assert response.status_code == 503
+    assert response.get_json() == MISSING
+    os.rename(tmp_path / "data" / "lb.db.moved", path)
+    response = authed.get("/healthz")
+    assert response.status_code == 200
+    assert response.get_json() == {"status": "ok"}
+
+
+@pytest.mark.sqlite_only
+def test_healthz_is_unavailable_when_another_file_replaces_the_database(authed, tmp_path):
+    path = database_file(tmp_path)
+    os.rename(path, tmp_path / "lb.db.original")
+    with closing(sqlite3.connect(path)) as other:  # a valid, but different, database at the same path
+        other.execute("CREATE TABLE dashboard_settings (id INTEGER PRIMARY KEY)")
+        other.commit()
+    response = authed.get("/healthz")
+    assert error(response) == (503, "service_unavailable")
+    assert "replaced" in response.get_json()["error"]["message"]
+    os.replace(tmp_path / "lb.db.original", path)
+    response = authed.get("/healthz")
+    assert response.status_code == 200
+    assert response.get_json() == {"status": "ok"}
 
 
 # -- models ------------------------------------------------------------------------------------

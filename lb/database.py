@@ -1,0 +1,160 @@
+"""The database binding: which database, its files and pragmas, a connection per request, the WAL kept small."""
+import logging
+import os
+import sqlite3
+import threading
+
+import click
+from peewee import DatabaseError
+from playhouse.db_url import connect as connect_url
+from playhouse.pool import PooledSqliteDatabase
+
+from lb import store
+from lb.config import ConfigError, private_file
+from lb.store import db
+
+log = logging.getLogger(__name__)
+
+# After a checkpoint SQLite cuts the WAL file back to this size.
+JOURNAL_SIZE_LIMIT = 64 << 20
+# The checkpointer truncates the WAL once it is larger than this.
+CHECKPOINT_AT_BYTES = 16 << 20
+
+
+def sqlite_path(config):
+    """The SQLite file the settings name, or None for another database."""
+    url = config.get("DATABASE_URL")
+    if not url:
+        return os.path.join(config["DATA_DIR"], "lb.db")
+    return url.split(":///", 1)[1] if url.startswith("sqlite:") else None
+
+
+def open_database(config):
+    """Build the database named by the settings (SQLite in the data dir by default)."""
+    path = sqlite_path(config)
+    if path is not None:
+        # Owner-only: it holds the password hash. SQLite gives -wal and -shm the database file's mode.
+        for suffix in ("", "-wal", "-shm"):
+            private_file(path + suffix, create=not suffix)
+        # WAL lets readers run beside the writer; the timeout makes writers
+        # wait for each other; IMMEDIATE takes the write lock at BEGIN, so a
+        # transaction that reads first cannot fail "busy" when it upgrades.
+        # Pooled: a request's connect/close borrows and returns a connection,
+        # so the pragmas run once per connection, not once per request.
+        return PooledSqliteDatabase(
+            path,
+            max_connections=None,  # as many as there are request threads
+            stale_timeout=600,
+            pragmas={"journal_mode": "wal", "synchronous": "full", "foreign_keys": 1, "busy_timeout": 10000,
+                     "journal_size_limit": JOURNAL_SIZE_LIMIT},
+            lock_type="IMMEDIATE",
+            autoconnect=False,
+            check_same_thread=False,  # a pooled connection serves one thread at a time, not always the same
+        )
+    url = config["DATABASE_URL"]
+    if url.startswith(("postgres://", "postgresql://")):
+        # Pooled, like SQLite above.
+        return connect_url(url.replace("://", "+pool://", 1), autoconnect=False, max_connections=None,
+                           stale_timeout=600)
+    return connect_url(url, autoconnect=False)
+
+
+# -- the WAL ----------------------------------------------------------------------------
+# Readers that never stop starve SQLite's automatic (passive) checkpoint, and
+# nothing else ever shrinks the WAL file. One thread truncates it now and then.
+
+def checkpoint(path, busy_ms=200):
+    """Checkpoint ``path``'s WAL and truncate it; False if readers or a writer kept it busy."""
+    conn = sqlite3.connect(path, timeout=busy_ms / 1000, isolation_level=None)
+    try:
+        busy, _, _ = conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+        return not busy
+    except sqlite3.OperationalError:
+        return False
+    finally:
+        conn.close()
+
+
+def keep_wal_small(path, every_seconds, stop):
+    """Until ``stop`` is set: every so often, truncate the WAL once it has outgrown CHECKPOINT_AT_BYTES."""
+    while not stop.wait(every_seconds):
+        try:
+            size = os.path.getsize(path + "-wal")
+        except OSError:
+            continue
+        if size > CHECKPOINT_AT_BYTES and not checkpoint(path):
+            log.info("WAL checkpoint postponed: the database is busy (WAL %d MiB)", size >> 20)
+
+
+def start_checkpointer(app):
+    """Start the WAL-truncating thread for a SQLite app (``CHECKPOINT_SECONDS``; 0 turns it off)."""
+    path, every = sqlite_path(app.config), app.config["CHECKPOINT_SECONDS"]
+    if path is None or not every:
+        return None
+    stop = threading.Event()
+    threading.Thread(target=keep_wal_small, args=(path, every, stop), name="wal-checkpoint", daemon=True).start()
+    return stop
+
+
+# -- health -----------------------------------------------------------------------------
+
+def check_writable(app):
+    """Unavailable unless the database could take a write now, and after a restart.
+
+    SQLite: the file is still the one opened (not deleted or replaced), and it
+    and its directory are writable by this process (a connection opened before
+    a chmod would still write, a new one would not). PostgreSQL: the server
+    is not read-only (a standby, or default_transaction_read_only).
+    """
+    path = sqlite_path(app.config)
+    if path is None:
+        if store.read_only():
+            raise store.Unavailable("The database is read-only")
+        return
+    try:
+        inode = os.stat(path).st_ino
+    except OSError:
+        raise store.Unavailable("The database file is missing") from None
+    if inode != app.extensions["lb_db_inode"]:
+        raise store.Unavailable("The database file was replaced; restart the service")
+    if not (os.access(path, os.W_OK) and os.access(os.path.dirname(os.path.abspath(path)), os.W_OK)):
+        raise store.Unavailable("The database file or its directory is read-only")
+
+
+# -- the app ------------------------------------------------------------------------------
+
+def init_app(app):
+    """Bind the proxy to this app's database, create the schema, and open a connection per request."""
+    db.initialize(open_database(app.config))
+
+    @app.before_request
+    def _connect():
+        try:
+            db.connect(reuse_if_open=True)
+        except DatabaseError:
+            log.exception("cannot connect to the database")
+            raise store.Unavailable from None
+
+    @app.teardown_request
+    def _close(exc):
+        if not db.is_closed():
+            db.close()
+
+    @app.cli.command("init-db")
+    def init_db_command():
+        """Create the schema and seed the model catalog."""
+        with db.connection_context():
+            store.create_schema()
+        click.echo("schema ready")
+
+    try:
+        with db.connection_context():
+            store.create_schema()
+    except DatabaseError as exc:
+        # One line for the operator, never the URL: it may carry a password.
+        where = "LB_DATABASE_URL" if app.config.get("DATABASE_URL") else f"LB_DATA_DIR {app.config['DATA_DIR']!r}"
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ConfigError(f"the database ({where}) cannot be opened: {reason}") from None
+    path = sqlite_path(app.config)
+    app.extensions["lb_db_inode"] = os.stat(path).st_ino if path else None
+    app.extensions["lb_checkpointer"] = start_checkpointer(app)
