@@ -97,25 +97,19 @@ def rebuild():
 
 # -- reading a range ----------------------------------------------------------------
 
+def _group_key(by, day, model, account):
+    """The GROUP BY key of ``by``, from the columns that hold a day, a model and an account."""
+    return {None: [], "day": [day], "model": [model], "account": [account]}[by]
+
+
 def _summary_query(by):
     table = HourlyUsage if by in (None, "day") else HourlyKeyUsage
-    key = {
-        None: [],
-        "day": [table.hour / HOURS_PER_DAY],
-        "model": [HourlyKeyUsage.model],
-        "account": [HourlyKeyUsage.account_id],
-    }[by]
+    key = _group_key(by, table.hour / HOURS_PER_DAY, HourlyKeyUsage.model, HourlyKeyUsage.account_id)
     return table, table.select(*key, *[fn.SUM(getattr(table, name)) for name in SUMS])
 
 
 def _raw_query(by):
-    key = {
-        None: [],
-        "day": [RequestLog.requested_at / DAY_MS],
-        "model": [RequestLog.model],
-        "account": [RequestLog.account_id],
-    }[by]
-    return _raw_sums(*key)
+    return _raw_sums(*_group_key(by, RequestLog.requested_at / DAY_MS, RequestLog.model, RequestLog.account_id))
 
 
 def range_sums(since, until=None, by=None):

@@ -38,24 +38,26 @@ class FakeServe:
         self.calls.append((app, options))
 
 
-def test_main_serves_on_the_loopback_default(monkeypatch, tmp_path, capsys):
+def served(monkeypatch, tmp_path, argv=(), **variables):
+    """Run main() with these LB_* variables and a FakeServe: (app, the options waitress got)."""
     monkeypatch.setenv("LB_DATA_DIR", str(tmp_path / "data"))
+    for name, value in variables.items():
+        monkeypatch.setenv(f"LB_{name}", value)
     serve = FakeServe()
-    assert entry.main(argv=[], serve=serve) == 0
+    assert entry.main(argv=list(argv), serve=serve) == 0
     (app, options), = serve.calls
+    return app, options
+
+
+def test_main_serves_on_the_loopback_default(monkeypatch, tmp_path, capsys):
+    app, options = served(monkeypatch, tmp_path)
     assert (options["host"], options["port"], options["threads"]) == ("127.0.0.1", 2455, 8)
     assert options["max_request_body_size"] > app.config["MAX_BODY_BYTES"]
     assert capsys.readouterr().err == ""
 
 
 def test_main_bounds_what_waitress_reads_and_holds(monkeypatch, tmp_path):
-    monkeypatch.setenv("LB_DATA_DIR", str(tmp_path / "data"))
-    monkeypatch.setenv("LB_MAX_BODY_BYTES", "4096")
-    monkeypatch.setenv("LB_CONNECTION_LIMIT", "300")
-    monkeypatch.setenv("LB_CHANNEL_TIMEOUT", "45")
-    serve = FakeServe()
-    assert entry.main(argv=[], serve=serve) == 0
-    (_, options), = serve.calls
+    _, options = served(monkeypatch, tmp_path, MAX_BODY_BYTES="4096", CONNECTION_LIMIT="300", CHANNEL_TIMEOUT="45")
     # waitress refuses a body of max_request_body_size bytes or more: 4096 itself gets through.
     assert options["max_request_body_size"] == 4097
     assert (options["connection_limit"], options["channel_timeout"]) == (300, 45)
@@ -100,13 +102,7 @@ def test_the_development_server_logs_one_line_per_request_without_the_query(tmp_
 
 
 def test_main_honours_host_port_and_threads(monkeypatch, tmp_path):
-    monkeypatch.setenv("LB_DATA_DIR", str(tmp_path / "data"))
-    monkeypatch.setenv("LB_HOST", "0.0.0.0")
-    monkeypatch.setenv("LB_PORT", "8080")
-    monkeypatch.setenv("LB_THREADS", "4")
-    serve = FakeServe()
-    assert entry.main(argv=["--waitress"], serve=serve) == 0
-    (_, options), = serve.calls
+    _, options = served(monkeypatch, tmp_path, ["--waitress"], HOST="0.0.0.0", PORT="8080", THREADS="4")
     assert (options["host"], options["port"], options["threads"]) == ("0.0.0.0", 8080, 4)
 
 
