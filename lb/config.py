@@ -20,6 +20,9 @@ DEFAULTS = {
     "BOOTSTRAP_TOKEN": None,
     "INGEST_TOKEN": None,
     "ENCRYPTION_KEY": None,
+    # Where account tokens are refreshed (the Codex CLI's own endpoint and client id).
+    "OAUTH_TOKEN_URL": "https://auth.openai.com/oauth/token",
+    "OAUTH_CLIENT_ID": "app_EMoamEEZ73f0CkXaXp7hrann",
     "MAX_BODY_BYTES": 1048576,
     "THREADS": 8,
     "TRUSTED_PROXIES": 0,

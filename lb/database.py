@@ -9,7 +9,7 @@ from peewee import DatabaseError
 from playhouse.db_url import connect as connect_url
 from playhouse.pool import PooledSqliteDatabase
 
-from lb import store
+from lb import rollups, store
 from lb.config import ConfigError, private_file
 from lb.store import db
 
@@ -149,7 +149,8 @@ def init_app(app):
 
     try:
         with db.connection_context():
-            store.create_schema()
+            if store.create_schema():
+                rollups.rebuild()
     except DatabaseError as exc:
         # One line for the operator, never the URL: it may carry a password.
         where = "LB_DATABASE_URL" if app.config.get("DATABASE_URL") else f"LB_DATA_DIR {app.config['DATA_DIR']!r}"

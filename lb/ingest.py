@@ -8,7 +8,7 @@ from lb import rollups, store
 from lb.clock import parse_time
 from lb.errors import ApiError, invalid
 from lb.fields import get_choice, get_int, get_str
-from lb.store import LOG_STATUSES, Account, db
+from lb.store import LOG_STATUSES, Account, ApiKey, db
 
 MAX_BATCH = 1000
 MAX_TOKENS = 10**12
@@ -29,6 +29,7 @@ class LogRow(NamedTuple):
     status: str = "ok"
     error_code: Optional[str] = None
     latency_ms: Optional[int] = None
+    api_key_id: Optional[str] = None
     cost: int = 0  # micro-USD; store_batch prices every row from the catalog
 
 
@@ -73,8 +74,9 @@ def _row(item, now):
     status = get_choice(item, "status", LOG_STATUSES, default="ok")
     error_code = get_str(item, "errorCode", required=False, max_len=200)
     latency = get_int(item, "latencyMs", high=10**9)
+    api_key_id = get_str(item, "apiKeyId", required=False, max_len=40)
     return LogRow(request_id, requested_at, account_id, model, input_tokens, output_tokens, cached_tokens,
-                  status, error_code, latency)
+                  status, error_code, latency, api_key_id)
 
 
 def validate_batch(data, now):
@@ -87,31 +89,35 @@ def validate_batch(data, now):
     return [validate_item(item, i, now) for i, item in enumerate(items)]
 
 
-def _check_accounts(rows):
-    wanted = {row.account_id for row in rows if row.account_id is not None}
-    if not wanted:
-        return
-    known = {a.id for a in Account.select(Account.id).where(Account.id.in_(list(wanted)))}
-    for index, row in enumerate(rows):
-        if row.account_id is not None and row.account_id not in known:
-            raise invalid(f"requests[{index}].accountId", "names no account")
+def _check_references(rows):
+    """Each accountId and apiKeyId must name an existing account or key (422 naming the first that does not)."""
+    for field, model, attribute in (("accountId", Account, "account_id"), ("apiKeyId", ApiKey, "api_key_id")):
+        wanted = {getattr(row, attribute) for row in rows} - {None}
+        if not wanted:
+            continue
+        known = {m.id for m in model.select(model.id).where(model.id.in_(list(wanted)))}
+        for index, row in enumerate(rows):
+            if getattr(row, attribute) not in known and getattr(row, attribute) is not None:
+                raise invalid(f"requests[{index}].{field}", "names no account" if model is Account else "names no API key")
 
 
 # -- storing ------------------------------------------------------------------------
 
-def store_batch(rows):
+def store_batch(rows, check_references=True):
     """Store LogRows all-or-nothing, priced from the catalog; return (accepted, duplicates).
 
     Every request log goes through here, so the rollups never drift. A
     ``requestId`` already stored, or seen earlier in the batch, is skipped:
     the unique index decides, so concurrent batches cannot both store one.
+    The proxy passes ``check_references=False``: an account deleted mid-stream keeps its log.
     """
     prices = store.price_table()
     # The row with its cost in the last place (cheaper than _replace on this hot path).
     priced = [row[:-1] + (cost_micros(prices.get(row.model), row),) for row in rows]
     stored = []
     with db.atomic():
-        _check_accounts(rows)
+        if check_references:
+            _check_references(rows)
         for part in chunked(priced, INSERT_CHUNK):
             stored += map(LogRow._make, store.insert_logs(LogRow._fields, part))
         rollups.add_rows(stored)  # same transaction: the rollups never drift from the logs

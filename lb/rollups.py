@@ -11,7 +11,7 @@ import click
 from peewee import EXCLUDED, SQL, Case, chunked, fn
 
 from lb.clock import DAY_MS, HOUR_MS, HOURS_PER_DAY
-from lb.store import FAILED_STATUSES, HourlyKeyUsage, HourlyUsage, RequestLog, db
+from lb.store import FAILED_STATUSES, HourlyGroupUsage, HourlyUsage, RequestLog, db
 
 
 class Sums(NamedTuple):
@@ -27,7 +27,8 @@ class Sums(NamedTuple):
 
 
 SUMS = Sums._fields
-NO_ACCOUNT = ""  # the key of logs without an account (a NULL would defeat the upsert)
+NONE = ""  # the key of logs without an account or API key (a NULL would defeat the upsert)
+GROUP = ("hour", "account_id", "model", "api_key_id")
 
 
 def _zero():
@@ -42,7 +43,7 @@ def add_rows(rows):
     for row in rows:
         hour = row.requested_at // HOUR_MS
         failed, cancelled = row.status in FAILED_STATUSES, row.status == "cancelled"
-        for sums in (by_hour[hour], by_key[(hour, row.account_id or NO_ACCOUNT, row.model)]):
+        for sums in (by_hour[hour], by_key[(hour, row.account_id or NONE, row.model, row.api_key_id or NONE)]):
             sums[0] += 1
             sums[1] += failed
             sums[2] += cancelled
@@ -51,7 +52,7 @@ def add_rows(rows):
             sums[5] += row.cached_input_tokens
             sums[6] += row.cost
     _upsert(HourlyUsage, ("hour",), by_hour)
-    _upsert(HourlyKeyUsage, ("hour", "account_id", "model"), by_key)
+    _upsert(HourlyGroupUsage, GROUP, by_key)
 
 
 def _upsert(model, keys, groups):
@@ -86,37 +87,42 @@ def rebuild():
     hour = RequestLog.requested_at / HOUR_MS
     with db.atomic():
         HourlyUsage.delete().execute()
-        HourlyKeyUsage.delete().execute()
+        HourlyGroupUsage.delete().execute()
         HourlyUsage.insert_from(_raw_sums(hour).group_by(SQL("1")),
                                 fields=[getattr(HourlyUsage, n) for n in ("hour",) + SUMS]).execute()
-        account = fn.COALESCE(RequestLog.account_id, NO_ACCOUNT)
-        HourlyKeyUsage.insert_from(
-            _raw_sums(hour, account, RequestLog.model).group_by(SQL("1"), SQL("2"), SQL("3")),
-            fields=[getattr(HourlyKeyUsage, n) for n in ("hour", "account_id", "model") + SUMS]).execute()
+        account, key = fn.COALESCE(RequestLog.account_id, NONE), fn.COALESCE(RequestLog.api_key_id, NONE)
+        HourlyGroupUsage.insert_from(
+            _raw_sums(hour, account, RequestLog.model, key).group_by(SQL("1"), SQL("2"), SQL("3"), SQL("4")),
+            fields=[getattr(HourlyGroupUsage, n) for n in GROUP + SUMS]).execute()
 
 
 # -- reading a range ----------------------------------------------------------------
 
-def _group_key(by, day, model, account):
-    """The GROUP BY key of ``by``, from the columns that hold a day, a model and an account."""
-    return {None: [], "day": [day], "model": [model], "account": [account]}[by]
+def _group_key(by, day, model, account, api_key):
+    """The GROUP BY key of ``by``, from the columns that hold a day, a model, an account and a key."""
+    return {None: [], "day": [day], "model": [model], "account": [account], "apiKey": [api_key]}[by]
 
 
-def _summary_query(by):
-    table = HourlyUsage if by in (None, "day") else HourlyKeyUsage
-    key = _group_key(by, table.hour / HOURS_PER_DAY, HourlyKeyUsage.model, HourlyKeyUsage.account_id)
-    return table, table.select(*key, *[fn.SUM(getattr(table, name)) for name in SUMS])
+def _summary_query(by, api_key_id):
+    table = HourlyUsage if by in (None, "day") and api_key_id is None else HourlyGroupUsage
+    key = _group_key(by, table.hour / HOURS_PER_DAY, HourlyGroupUsage.model, HourlyGroupUsage.account_id,
+                     HourlyGroupUsage.api_key_id)
+    query = table.select(*key, *[fn.SUM(getattr(table, name)) for name in SUMS])
+    return table, query if api_key_id is None else query.where(HourlyGroupUsage.api_key_id == api_key_id)
 
 
-def _raw_query(by):
-    return _raw_sums(*_group_key(by, RequestLog.requested_at / DAY_MS, RequestLog.model, RequestLog.account_id))
+def _raw_query(by, api_key_id):
+    key = _group_key(by, RequestLog.requested_at / DAY_MS, RequestLog.model, RequestLog.account_id,
+                     RequestLog.api_key_id)
+    query = _raw_sums(*key)
+    return query if api_key_id is None else query.where(RequestLog.api_key_id == api_key_id)
 
 
-def range_sums(since, until=None, by=None):
+def range_sums(since, until=None, by=None, api_key_id=None):
     """Sums over logs with ``since <= requestedAt < until`` (no upper bound if None), by key.
 
     Returns {key: Sums}; without ``by`` the one key is None. Logs without an
-    account have key None.
+    account (or key) have key None. ``api_key_id`` keeps only that key's logs.
     """
     # Whole hours [first_hour, end_hour) come from the summary, the edges from raw logs.
     first_hour = -(-since // HOUR_MS)
@@ -132,7 +138,7 @@ def range_sums(since, until=None, by=None):
     def merge(query, keyed):
         for row in query.tuples():
             key, values = (row[0], row[1:]) if keyed else (None, row)
-            if by == "account" and key == NO_ACCOUNT:
+            if by in ("account", "apiKey") and key == NONE:
                 key = None
             if not values[0]:  # no rows: an aggregate of nothing
                 continue
@@ -142,14 +148,15 @@ def range_sums(since, until=None, by=None):
 
     keyed = by is not None
     if end_hour is None or end_hour > first_hour:
-        table, query = _summary_query(by)
+        table, query = _summary_query(by, api_key_id)
         query = query.where(table.hour >= first_hour)
         if end_hour is not None:
             query = query.where(table.hour < end_hour)
         merge(query.group_by(SQL("1")) if keyed else query, keyed)
     for low, high in raw_ranges:
         if high > low:
-            query = _raw_query(by).where((RequestLog.requested_at >= low) & (RequestLog.requested_at < high))
+            query = _raw_query(by, api_key_id).where((RequestLog.requested_at >= low)
+                                                     & (RequestLog.requested_at < high))
             merge(query.group_by(SQL("1")) if keyed else query, keyed)
     if not keyed:
         results[None]  # a range with no logs still has its (zero) totals

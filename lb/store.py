@@ -1,163 +1,26 @@
-"""The Peewee data layer: models, the seed catalog, and every hand-written statement.
-
-Times are stored as integer milliseconds since the epoch (UTC) and money as
-integer micro-dollars, so sums are exact and comparisons are cheap on both
-SQLite and PostgreSQL.
-"""
+"""The data layer's face: the models (lb.models), the catalog, the schema, and every hand-written statement."""
 import functools
 import logging
 from decimal import Decimal
 
-from peewee import (BigAutoField, BigIntegerField, BooleanField, CharField, CompositeKey, DatabaseError,
-                    DatabaseProxy, DecimalField, IntegerField, Model, TextField)
+from peewee import DatabaseError
+from playhouse.migrate import SchemaMigrator, migrate
+
+# Re-exported: the rest of the service imports its tables and constants from here.
+from lb.models import (ACCOUNT_STATUSES, FAILED_STATUSES, LOG_STATUSES, MODELS, SEED_CATALOG,  # noqa: F401
+                       Account, ApiKey, AuthFailure, CatalogModel, DashboardSession, DashboardSettings,
+                       HourlyGroupUsage, HourlyUsage, RequestLog, TotpSetup, Unavailable, db)
 
 log = logging.getLogger(__name__)
 
-db = DatabaseProxy()  # bound by lb.database.init_app
-
-
-class Unavailable(Exception):
-    """The database does not answer, or cannot take writes (the web layer answers 503)."""
-
-    def __init__(self, message="The database does not answer"):
-        super().__init__(message)
-        self.message = message
-
-
-ACCOUNT_STATUSES = ("active", "paused", "rate_limited", "quota_exceeded", "deactivated")
-LOG_STATUSES = ("ok", "error", "rate_limit", "quota", "cancelled")
-FAILED_STATUSES = ("error", "rate_limit", "quota")
-
-# (id, name, USD per million tokens: input, cached input, output)
-SEED_CATALOG = (
-    ("gpt-5.3-codex", "GPT-5.3 Codex", "1.75", "0.175", "14"),
-    ("gpt-5.3-codex-spark", "GPT-5.3 Codex Spark", "1.75", "0.175", "14"),
-    ("gpt-5.2", "GPT-5.2", "1.75", "0.175", "14"),
-    ("gpt-5.1-codex", "GPT-5.1 Codex", "1.25", "0.125", "10"),
-    ("gpt-5.1-codex-mini", "GPT-5.1 Codex Mini", "0.25", "0.025", "2"),
-    ("gpt-5-codex", "GPT-5 Codex", "1.25", "0.125", "10"),
-    ("gpt-4o-mini", "GPT-4o Mini", "0.15", "0.075", "0.6"),
-    ("o3-pro", "o3 Pro", "20", "20", "80"),
-)
-
-
-class BaseModel(Model):
-    class Meta:
-        database = db
-        legacy_table_names = False
-
-
-class Account(BaseModel):
-    id = CharField(primary_key=True, max_length=40)
-    email = CharField(max_length=254)
-    email_key = CharField(max_length=254, unique=True)  # lower-cased, for uniqueness
-    plan_type = CharField(max_length=64, null=True)
-    status = CharField(max_length=16)
-    status_reason = TextField(null=True)
-    created_at = BigIntegerField()
-    updated_at = BigIntegerField()
-
-
-class RequestLog(BaseModel):
-    id = BigAutoField()
-    request_id = CharField(max_length=200, null=True, unique=True)
-    requested_at = BigIntegerField()
-    # No foreign key: a log keeps the id of an account that was deleted.
-    account_id = CharField(max_length=40, null=True)
-    model = CharField(max_length=128)
-    input_tokens = BigIntegerField(default=0)
-    output_tokens = BigIntegerField(default=0)
-    cached_input_tokens = BigIntegerField(default=0)
-    status = CharField(max_length=16)
-    error_code = CharField(max_length=200, null=True)
-    latency_ms = BigIntegerField(null=True)
-    cost = BigIntegerField(default=0)  # micro-USD
-
-    class Meta:
-        indexes = (
-            # Keyset pages walk (requested_at, id); status rides along so the
-            # overview counts a partial hour from the index alone.
-            (("requested_at", "id", "status"), False),
-            (("account_id", "requested_at", "id"), False),
-            (("model", "requested_at", "id"), False),
-        )
-
-
-class HourlyUsage(BaseModel):
-    """Per-hour sums of the request logs, kept in step by every ingest."""
-
-    hour = BigIntegerField(primary_key=True)  # requested_at // 3,600,000
-    requests = BigIntegerField(default=0)
-    failures = BigIntegerField(default=0)
-    cancelled = BigIntegerField(default=0)
-    input_tokens = BigIntegerField(default=0)
-    output_tokens = BigIntegerField(default=0)
-    cached_input_tokens = BigIntegerField(default=0)
-    cost = BigIntegerField(default=0)
-
-
-class HourlyKeyUsage(HourlyUsage):
-    """The same sums per hour, account and model, for the usage breakdowns."""
-
-    hour = BigIntegerField()
-    account_id = CharField(max_length=40)  # "" for logs without an account
-    model = CharField(max_length=128)
-
-    class Meta:
-        primary_key = CompositeKey("hour", "account_id", "model")
-
-
-class CatalogModel(BaseModel):
-    id = CharField(primary_key=True, max_length=128)
-    name = CharField(max_length=200)
-    position = IntegerField()
-    enabled = BooleanField(default=True)
-    # USD per million tokens.
-    input_price = DecimalField(max_digits=14, decimal_places=6)
-    cached_input_price = DecimalField(max_digits=14, decimal_places=6)
-    output_price = DecimalField(max_digits=14, decimal_places=6)
-
-
-class DashboardSettings(BaseModel):
-    """The single row (id 1) holding the dashboard's credentials."""
-
-    id = IntegerField(primary_key=True)
-    password_hash = CharField(max_length=512, null=True)
-    totp_secret = TextField(null=True)  # sealed (lb.crypto)
-    totp_last_step = BigIntegerField(default=0)
-
-
-class DashboardSession(BaseModel):
-    token_hash = CharField(primary_key=True, max_length=64)
-    created_at = BigIntegerField()
-    expires_at = BigIntegerField()
-    password_verified = BooleanField(default=False)
-    totp_verified = BooleanField(default=False)
-
-
-class AuthFailure(BaseModel):
-    id = BigAutoField()
-    client = CharField(max_length=64)
-    at = BigIntegerField()
-
-    class Meta:
-        indexes = ((("client", "at"), False),)
-
-
-class TotpSetup(BaseModel):
-    token_hash = CharField(primary_key=True, max_length=64)
-    session_hash = CharField(max_length=64)
-    secret = TextField()  # sealed (lb.crypto)
-    expires_at = BigIntegerField()
-
-
-MODELS = (Account, RequestLog, HourlyUsage, HourlyKeyUsage, CatalogModel,
-          DashboardSettings, DashboardSession, AuthFailure, TotpSetup)
-
 
 def create_schema():
-    """Create missing tables and seed the catalog once; safe to repeat."""
+    """Create missing tables, bring older ones up to date, seed the catalog once; safe to repeat.
+
+    Returns True when the rollups must be rebuilt from the raw logs (their table changed shape).
+    """
     with db.atomic():
+        rebuild = _upgrade()
         db.create_tables(MODELS, safe=True)
         if not CatalogModel.select().exists():
             CatalogModel.insert_many([
@@ -165,10 +28,37 @@ def create_schema():
                  "cached_input_price": Decimal(p_cached), "output_price": Decimal(p_out)}
                 for i, (mid, name, p_in, p_cached, p_out) in enumerate(SEED_CATALOG)]).execute()
         DashboardSettings.insert(id=1).on_conflict_ignore().execute()
-        if db.obj.for_update:  # PostgreSQL: older versions made the sealed columns too narrow
-            for table, column in (("dashboard_settings", "totp_secret"), ("totp_setup", "secret")):
-                if any(c.name == column and c.data_type != "text" for c in db.get_columns(table)):
-                    db.execute_sql(f"ALTER TABLE {table} ALTER COLUMN {column} TYPE TEXT")
+    return rebuild
+
+
+def _upgrade():
+    """What create_tables cannot do to a database made by an older version: new columns, changed keys."""
+    tables = set(db.get_tables())
+    migrator = SchemaMigrator.from_database(db.obj)
+    for model in MODELS:
+        table = model._meta.table_name
+        if table not in tables:
+            continue
+        have = {column.name for column in db.get_columns(table)}
+        for field in model._meta.sorted_fields:
+            if field.column_name not in have:
+                nullable = field.clone()
+                nullable.null = True  # filled below: existing rows need a value before NOT NULL could hold
+                migrate(migrator.add_column(table, field.column_name, nullable))
+                if field.default is not None:
+                    model.update({field: field.default}).where(field.is_null()).execute()
+    if db.obj.for_update:  # PostgreSQL: older versions made the sealed columns too narrow
+        for table, column in (("dashboard_settings", "totp_secret"), ("totp_setup", "secret")):
+            if table in tables and any(c.name == column and c.data_type != "text" for c in db.get_columns(table)):
+                db.execute_sql(f"ALTER TABLE {table} ALTER COLUMN {column} TYPE TEXT")
+    # An account's identity became (email, workspace): the unique index on the email alone goes.
+    if "account" in tables and any(i.name == "account_email_key" for i in db.get_indexes("account")):
+        db.execute_sql("DROP INDEX account_email_key")
+    # The per-hour breakdown gained the API key: its old table goes, rebuilt from the raw logs.
+    if "hourly_key_usage" in tables:
+        db.execute_sql("DROP TABLE hourly_key_usage")
+        return True
+    return False
 
 
 def lock_settings():

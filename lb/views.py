@@ -1,7 +1,12 @@
-"""The dashboard's JSON API: thin views that parse, make one domain call and answer JSON."""
+"""The dashboard's JSON API: thin views that parse, make one domain call and answer JSON.
+
+This module holds dashboard auth, the overview, request logs, usage, settings
+and /healthz; /api/accounts and /api/api-keys have a module each.
+"""
 from flask import Blueprint, current_app, jsonify, request
 
-from lb import accounts, auth, database, ingest, overview, ratelimit, request_logs, sessions, store, totp, usage
+from lb import (account_views, auth, database, ingest, key_views, overview, ratelimit, request_logs, sessions, store,
+                totp, usage)
 from lb.auth import ingest_required, login_required, password_login_required
 from lb.clock import now_ms
 from lb.errors import ApiError, body, takes_json
@@ -10,7 +15,6 @@ from lb.store import db
 
 auth_bp = Blueprint("dashboard_auth", __name__, url_prefix="/api/dashboard-auth")
 dashboard_bp = Blueprint("dashboard", __name__, url_prefix="/api")
-accounts_bp = Blueprint("accounts", __name__, url_prefix="/api/accounts")
 logs_bp = Blueprint("request_logs", __name__, url_prefix="/api/request-logs")
 usage_bp = Blueprint("usage", __name__, url_prefix="/api/usage")
 health_bp = Blueprint("health", __name__)
@@ -163,41 +167,6 @@ def models():
     return jsonify(models=[{"id": mid, "name": name} for mid, name in store.enabled_models()])
 
 
-# -- accounts --------------------------------------------------------------------
-
-@accounts_bp.get("")
-@login_required
-def list_accounts():
-    return jsonify(accounts=accounts.all_accounts())
-
-
-@accounts_bp.post("")
-@takes_json
-@login_required
-def create_account():
-    return jsonify(accounts.as_json(accounts.create(body(), now_ms()))), 201
-
-
-@accounts_bp.get("/<account_id>")
-@login_required
-def get_account(account_id):
-    return jsonify(accounts.as_json(accounts.find(account_id)))
-
-
-@accounts_bp.patch("/<account_id>")
-@takes_json
-@login_required
-def patch_account(account_id):
-    return jsonify(accounts.as_json(accounts.update(account_id, body(), now_ms())))
-
-
-@accounts_bp.delete("/<account_id>")
-@login_required
-def delete_account(account_id):
-    accounts.delete(account_id)
-    return "", 204
-
-
 # -- request logs and usage ------------------------------------------------------
 
 @logs_bp.post("")
@@ -237,5 +206,5 @@ def healthz():
 
 
 def init_app(app):
-    for blueprint in (auth_bp, dashboard_bp, accounts_bp, logs_bp, usage_bp, health_bp):
+    for blueprint in (auth_bp, dashboard_bp, logs_bp, usage_bp, health_bp, account_views.bp, key_views.bp):
         app.register_blueprint(blueprint)
