@@ -5,7 +5,7 @@ import os
 from flask import Flask
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from lb import auth, config, crypto, database, demo, errors, rollups, sessions, store, totp, views
+from lb import auth, config, credentials, crypto, database, demo, errors, keys, rollups, sessions, store, totp, views
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +35,8 @@ def create_app(overrides=None):
     # The maintenance commands.
     sessions.init_app(app)
     rollups.init_app(app)
+    credentials.init_app(app)
+    keys.init_app(app)
     demo.init_app(app)
     app.config["BOOTSTRAP_TOKEN"] = bootstrap_token(app)
     return app

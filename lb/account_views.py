@@ -1,7 +1,7 @@
 """The dashboard's JSON API for /api/accounts: the accounts behind the balancer and their credentials."""
 from flask import Blueprint, jsonify
 
-from lb import accounts
+from lb import accounts, credentials
 from lb.auth import login_required
 from lb.clock import now_ms
 from lb.errors import body, takes_json
@@ -20,6 +20,14 @@ def list_accounts():
 @login_required
 def create_account():
     return jsonify(accounts.as_json(accounts.create(body(), now_ms()))), 201
+
+
+@bp.post("/import")
+@takes_json
+@login_required
+def import_account():
+    account, created = credentials.import_auth_json(body(), now_ms())
+    return jsonify(accounts.as_json(account)), 201 if created else 200
 
 
 @bp.get("/<account_id>")

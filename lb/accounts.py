@@ -9,6 +9,9 @@ from lb.errors import ApiError, invalid
 from lb.fields import get_choice, get_str
 from lb.store import ACCOUNT_STATUSES, Account, db
 
+# The statuses an account comes back from on its own; resetsAt says when.
+WAITING_STATUSES = ("rate_limited", "quota_exceeded")
+
 # One @, a dot in the domain, no white space or control characters.
 EMAIL = re.compile(r"[^@\s\x00-\x1f\x7f]+@[^@\s\x00-\x1f\x7f.][^@\s\x00-\x1f\x7f]*\.[^@\s\x00-\x1f\x7f.]+")
 
@@ -23,6 +26,9 @@ def new_id():
 
 
 def as_json(account):
+    """The account object of the API; never a token, only whether there are any."""
+    usage = (account.primary_used_percent, account.primary_resets_at, account.secondary_used_percent,
+             account.secondary_resets_at)
     return {
         "id": account.id,
         "email": account.email,
@@ -31,6 +37,16 @@ def as_json(account):
         "statusReason": account.status_reason,
         "createdAt": iso(account.created_at),
         "updatedAt": iso(account.updated_at),
+        "chatgptAccountId": account.chatgpt_account_id or None,
+        "hasCredentials": account.access_token is not None and account.refresh_token is not None,
+        "lastRefreshAt": iso(account.last_refresh_at),
+        "resetsAt": iso(account.resets_at) if account.status in WAITING_STATUSES else None,
+        "usage": None if all(value is None for value in usage) else {
+            "primaryUsedPercent": account.primary_used_percent,
+            "primaryResetsAt": iso(account.primary_resets_at),
+            "secondaryUsedPercent": account.secondary_used_percent,
+            "secondaryResetsAt": iso(account.secondary_resets_at),
+        },
     }
 
 
@@ -41,14 +57,15 @@ def find(account_id):
     return account
 
 
-def _email(data):
+def get_email(data, name="email", label=None):
     """The email and its lower-cased key, both within the column's 254 characters."""
-    email = get_str(data, "email", max_len=254)
+    label = label or name
+    email = get_str(data, name, label, max_len=254)
     if not EMAIL.fullmatch(email):
-        raise invalid("email", "must be an email address")
+        raise invalid(label, "must be an email address")
     key = email.lower()
     if len(key) > 254:  # lower-casing can lengthen it: "İ" becomes two characters
-        raise invalid("email", "must be at most 254 characters once lower-cased")
+        raise invalid(label, "must be at most 254 characters once lower-cased")
     return email, key
 
 
@@ -58,8 +75,8 @@ def _optional_text(data, name, max_len):
 
 
 def create(data, now):
-    """Create an account from a request body at ``now``; 409 if the email is taken (any case)."""
-    email, email_key = _email(data)
+    """Create a manual account (no ChatGPT workspace) at ``now``; 409 if another manual one has the email."""
+    email, email_key = get_email(data)
     plan_type = _optional_text(data, "planType", 64)
     status = get_choice(data, "status", ACCOUNT_STATUSES, default="active")
     reason = _optional_text(data, "statusReason", 500)
@@ -68,7 +85,8 @@ def create(data, now):
             return Account.create(id=new_id(), email=email, email_key=email_key, plan_type=plan_type,
                                   status=status, status_reason=reason, created_at=now, updated_at=now)
     except IntegrityError:
-        # The unique index on the lower-cased email decides, concurrent creates included.
+        # The unique index on (lower-cased email, workspace "") decides, concurrent creates included;
+        # an imported account of the same email is another workspace and no conflict.
         raise ApiError(409, "account_exists", "An account with this email already exists") from None
 
 

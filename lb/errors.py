@@ -60,7 +60,7 @@ def _reject_constant(name):
 
 
 def _parse_int(text):
-    """JSON integers; one too long for int() (over 4300 digits) is valid JSON, so it reaches the field checks as infinity."""
+    """JSON integers; one too long for int() is still valid JSON: it reaches the field checks as infinity."""
     if len(text) > 100:
         return float("-inf") if text.startswith("-") else float("inf")
     return int(text)

@@ -55,3 +55,4 @@ def get_time(args, name, default=None):
     """A timestamp from a query string; a '+' left unescaped arrives as a space."""
     value = args.get(name)
     return default if value is None else parse_time(value.replace(" ", "+"), name)
+

@@ -91,14 +91,15 @@ def validate_batch(data, now):
 
 def _check_references(rows):
     """Each accountId and apiKeyId must name an existing account or key (422 naming the first that does not)."""
-    for field, model, attribute in (("accountId", Account, "account_id"), ("apiKeyId", ApiKey, "api_key_id")):
+    for field, model, attribute, what in (("accountId", Account, "account_id", "account"),
+                                          ("apiKeyId", ApiKey, "api_key_id", "API key")):
         wanted = {getattr(row, attribute) for row in rows} - {None}
         if not wanted:
             continue
         known = {m.id for m in model.select(model.id).where(model.id.in_(list(wanted)))}
         for index, row in enumerate(rows):
-            if getattr(row, attribute) not in known and getattr(row, attribute) is not None:
-                raise invalid(f"requests[{index}].{field}", "names no account" if model is Account else "names no API key")
+            if getattr(row, attribute) in wanted - known:
+                raise invalid(f"requests[{index}].{field}", f"names no {what}")
 
 
 # -- storing ------------------------------------------------------------------------

@@ -18,6 +18,7 @@ def as_json(log):
         "requestId": log.request_id,
         "requestedAt": iso(log.requested_at),
         "accountId": log.account_id,
+        "apiKeyId": log.api_key_id,
         "model": log.model,
         "inputTokens": log.input_tokens,
         "outputTokens": log.output_tokens,
@@ -75,6 +76,8 @@ def page(args, secret):
     query = time_range(RequestLog.select(), get_time(args, "since"), get_time(args, "until"))
     if "accountId" in args:
         query = query.where(RequestLog.account_id == get_str(args, "accountId"))
+    if "apiKeyId" in args:
+        query = query.where(RequestLog.api_key_id == get_str(args, "apiKeyId"))
     if "model" in args:
         query = query.where(RequestLog.model == get_str(args, "model"))
     if "status" in args:

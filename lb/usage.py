@@ -1,4 +1,4 @@
-"""Usage breakdowns by day, model or account over a time range, from the rollups."""
+"""Usage breakdowns by day, model, account or API key over a time range, from the rollups."""
 from datetime import datetime, timezone
 
 from lb.clock import DAY_MS, iso
@@ -6,7 +6,7 @@ from lb.errors import invalid
 from lb.overview import money
 from lb.rollups import Sums, range_sums
 
-GROUPS = ("day", "model", "account")
+GROUPS = ("day", "model", "account", "apiKey")
 MAX_RANGE_MS = 366 * DAY_MS
 
 

@@ -9,7 +9,7 @@ from lb import (account_views, auth, database, ingest, key_views, overview, rate
                 totp, usage)
 from lb.auth import ingest_required, login_required, password_login_required
 from lb.clock import now_ms
-from lb.errors import ApiError, body, takes_json
+from lb.errors import ApiError, body, invalid, takes_json
 from lb.fields import get_choice, get_str, get_time
 from lb.store import db
 
@@ -192,6 +192,37 @@ def usage_breakdown():
     until = get_time(request.args, "until", default=end)
     group_by = get_choice(request.args, "groupBy", usage.GROUPS, default="day")
     return jsonify(usage.breakdown(since, until, group_by))
+
+
+# -- settings --------------------------------------------------------------------
+
+SETTINGS = {"apiKeyRequired": "api_key_required", "stickySessions": "sticky_sessions"}
+
+
+def settings_json():
+    row = store.settings()
+    return {name: getattr(row, column) for name, column in SETTINGS.items()}
+
+
+@dashboard_bp.get("/settings")
+@login_required
+def get_settings():
+    return jsonify(settings_json())
+
+
+@dashboard_bp.patch("/settings")
+@takes_json
+@login_required
+def patch_settings():
+    data, changes = body(), {}
+    for name, column in SETTINGS.items():
+        if name in data:
+            if not isinstance(data[name], bool):
+                raise invalid(name, "must be true or false")
+            changes[column] = data[name]
+    if changes:
+        sessions.save_settings(**changes)
+    return jsonify(settings_json())
 
 
 @health_bp.get("/healthz")

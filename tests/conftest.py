@@ -6,6 +6,7 @@ when PostgreSQL is installed), that database emptied before each test.
 """
 import pytest
 
+from fixtureapps.token_server import TokenServer
 from helpers import BOOTSTRAP, INGEST, POSTGRES_URL, Clock, Server, empty_postgres, setup_password
 from lb import create_app, store
 
@@ -88,3 +89,11 @@ def server(tmp_path):
     srv = Server(tmp_path / "data").start()
     yield srv
     srv.stop()
+
+
+@pytest.fixture
+def token_server():
+    """The fake OAuth token endpoint (tests/fixtureapps/token_server.py) on loopback."""
+    server = TokenServer().start()
+    yield server
+    server.stop()

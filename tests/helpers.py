@@ -1,4 +1,5 @@
 """Helpers and constants shared by the tests (fixtures live in conftest.py)."""
+import base64
 import http.client
 import json
 import os
@@ -10,9 +11,12 @@ import time
 from datetime import datetime, timezone
 
 import pyotp
+import pytest
 from playhouse.db_url import connect as connect_url
 
-from lb import store
+from fixtureapps.token_server import Answer
+
+from lb import credentials, crypto, refresh, store
 
 # Set by `make test` for its PostgreSQL pass; unset, the tests use SQLite files.
 POSTGRES_URL = os.environ.get("LB_TEST_DATABASE_URL")
@@ -195,6 +199,98 @@ def assert_limited(response, retry_after):
     """A 429 that names when to try again."""
     assert error(response) == (429, "rate_limited")
     assert response.headers["Retry-After"] == str(retry_after)
+
+
+# -- accounts with credentials: auth.json files and tokens built by hand ------------------------
+
+IMPORT = "/api/accounts/import"
+ACCOUNTS = "/api/accounts"
+AUTH_CLAIMS = "https://api.openai.com/auth"
+NOW = "2026-11-25T07:00:00Z"
+NOW_S = int(START)
+NOW_MS = NOW_S * 1000
+DAY_S = 86400
+
+
+# -- tokens, built by hand ------------------------------------------------------------------
+
+def b64(obj):
+    return base64.urlsafe_b64encode(json.dumps(obj).encode()).rstrip(b"=").decode()
+
+
+def jwt(claims):
+    """A JWT with a dummy signature (nobody checks it)."""
+    return f"{b64({'alg': 'RS256', 'typ': 'JWT'})}.{b64(claims)}.ZHVtbXktc2lnbmF0dXJl"
+
+
+def id_token(email="ann@example.com", plan="plus", workspace="ws-personal", **claims):
+    auth = {key: value for key, value in (("chatgpt_plan_type", plan), ("chatgpt_account_id", workspace))
+            if value is not None}
+    body = {"email": email, AUTH_CLAIMS: auth, "sub": "auth0|user-1", **claims}
+    return jwt({key: value for key, value in body.items() if value is not None})
+
+
+def access_token(expires_in=3600, tag="1"):
+    """An access-token JWT expiring ``expires_in`` seconds after the test clock's start."""
+    return jwt({"exp": NOW_S + expires_in, "jti": f"access-{tag}"})
+
+
+ID_1, ACCESS_1, REFRESH_1 = id_token(), access_token(), "rt_refresh-token-one-0123456789"
+ID_2 = id_token(email="Ann@Example.com", plan="pro")
+ACCESS_2, REFRESH_2 = access_token(7200, "2"), "rt_refresh-token-two-0123456789"
+
+
+def auth_json(id_tok=ID_1, access=ACCESS_1, refresh=REFRESH_1, account_id="ws-personal",
+              last_refresh="2026-11-20T06:00:00Z"):
+    """An auth.json as the Codex CLI writes it."""
+    return {"OPENAI_API_KEY": None, "auth_mode": "chatgpt",
+            "tokens": {"id_token": id_tok, "access_token": access, "refresh_token": refresh, "account_id": account_id},
+            "last_refresh": last_refresh}
+
+
+def new_tokens(**tokens):
+    """A token endpoint's 200 answer."""
+    return Answer(200, {"token_type": "Bearer", "expires_in": 864000, **tokens})
+
+
+def imported(client, payload=None, status=201, **fields):
+    """POST an auth.json (``auth_json(**fields)`` by default), assert ``status``, return the account."""
+    response = post(client, IMPORT, payload if payload is not None else auth_json(**fields))
+    assert response.status_code == status, response.get_json()
+    return response.get_json()
+
+
+def listed(client):
+    return ok(client.get(ACCOUNTS))["accounts"]
+
+
+def row(app, account_id):
+    with app.app_context(), store.db.connection_context():
+        return store.Account.get_by_id(account_id)
+
+
+def stored_tokens(app, account_id):
+    """(id, access, refresh) tokens as stored, unsealed."""
+    account = row(app, account_id)
+    fernet = app.extensions["lb_fernet"]
+    return tuple(crypto.unseal(getattr(account, name), fernet) for name in credentials.TOKENS)
+
+
+def write(app, account_id, **fields):
+    """Change stored columns directly, as another instance would."""
+    with app.app_context(), store.db.connection_context():
+        store.Account.update(**fields).where(store.Account.id == account_id).execute()
+
+
+def fresh(app, account_id, clock, force=False):
+    with app.app_context(), store.db.connection_context():
+        return refresh.fresh_credentials(account_id, int(clock() * 1000), force=force)
+
+
+def refresh_fails(app, account_id, clock, force=True):
+    with pytest.raises(refresh.RefreshFailed) as raised:
+        fresh(app, account_id, clock, force=force)
+    return raised.value
 
 
 # -- the real server: app.py --waitress in its own process ---------------------------------------

@@ -1,4 +1,4 @@
-"""lb.accounts: the CRUD endpoints of /api/accounts, their validation and guards (contract section 4)."""
+"""lb.accounts: the CRUD endpoints of /api/accounts, the account object, validation and guards (contract section 4)."""
 from urllib.parse import quote
 
 import pytest
@@ -7,9 +7,11 @@ from helpers import (
     AUTH_REQUIRED, REMOTE, TOTP_REQUIRED, create_account, enable_totp, error, ingest, login, message, ok, overview,
     post, setup_password,
 )
+from lb.store import Account, db
 
 ACCOUNTS = "/api/accounts"
-KEYS = {"id", "email", "planType", "status", "statusReason", "createdAt", "updatedAt"}
+KEYS = ["id", "email", "planType", "status", "statusReason", "createdAt", "updatedAt",
+        "chatgptAccountId", "hasCredentials", "lastRefreshAt", "resetsAt", "usage"]
 STATUSES = ("active", "paused", "rate_limited", "quota_exceeded", "deactivated")
 NOW = "2026-11-25T07:00:00Z"
 
@@ -34,10 +36,11 @@ def test_create_returns_the_account_with_defaults(authed):
     response = post(authed, ACCOUNTS, {"email": "ann@example.com"})
     assert response.status_code == 201
     account = response.get_json()
-    assert set(account) == KEYS
+    assert list(account) == KEYS
     assert isinstance(account["id"], str) and account["id"]
     assert account == {"id": account["id"], "email": "ann@example.com", "planType": None, "status": "active",
-                       "statusReason": None, "createdAt": NOW, "updatedAt": NOW}
+                       "statusReason": None, "createdAt": NOW, "updatedAt": NOW, "chatgptAccountId": None,
+                       "hasCredentials": False, "lastRefreshAt": None, "resetsAt": None, "usage": None}
 
 
 @pytest.mark.parametrize("status", STATUSES)
@@ -54,6 +57,43 @@ def test_read_and_list_give_the_same_objects(authed):
         assert response.status_code == 200
         assert response.get_json() == account
     assert by_id(listed(authed)) == {ann["id"]: ann, bob["id"]: bob}
+
+
+def set_columns(app, account_id, **columns):
+    """Write columns that only the proxy writes (usage, resets_at) directly."""
+    if columns:
+        with app.app_context(), db.connection_context():
+            Account.update(**columns).where(Account.id == account_id).execute()
+
+
+RESETS = 1795594800000  # 2026-11-25T08:20:00Z
+
+
+@pytest.mark.parametrize("columns, usage", [
+    ({}, None),
+    ({"primary_used_percent": 42.5}, {"primaryUsedPercent": 42.5, "primaryResetsAt": None,
+                                      "secondaryUsedPercent": None, "secondaryResetsAt": None}),
+    ({"secondary_resets_at": RESETS}, {"primaryUsedPercent": None, "primaryResetsAt": None,
+                                       "secondaryUsedPercent": None, "secondaryResetsAt": "2026-11-25T08:20:00Z"}),
+    ({"primary_used_percent": 100.0, "primary_resets_at": RESETS, "secondary_used_percent": 7.0,
+      "secondary_resets_at": RESETS + 250},
+     {"primaryUsedPercent": 100.0, "primaryResetsAt": "2026-11-25T08:20:00Z", "secondaryUsedPercent": 7.0,
+      "secondaryResetsAt": "2026-11-25T08:20:00.250Z"}),
+])
+def test_usage_is_null_until_the_upstream_has_answered(app, authed, columns, usage):
+    account = create_account(authed)
+    set_columns(app, account["id"], **columns)
+    assert ok(authed.get(f"{ACCOUNTS}/{account['id']}")) == {**account, "usage": usage}
+    assert listed(authed) == [{**account, "usage": usage}]
+
+
+@pytest.mark.parametrize("status, shown", [("rate_limited", True), ("quota_exceeded", True), ("active", False),
+                                           ("paused", False), ("deactivated", False)])
+def test_resets_at_shows_only_while_the_account_waits_for_it(app, authed, status, shown):
+    account = create_account(authed, status=status)
+    set_columns(app, account["id"], resets_at=RESETS)
+    expected = {**account, "resetsAt": "2026-11-25T08:20:00Z" if shown else None}
+    assert ok(authed.get(f"{ACCOUNTS}/{account['id']}")) == expected
 
 
 def test_patch_changes_fields_and_updated_at(authed, clock):

@@ -34,14 +34,16 @@ def test_item_defaults(authed, clock):
     assert ingest(authed, [{"model": "gpt-4o-mini"}]) == {"accepted": 1, "duplicates": 0}
     [log] = stored(authed)
     assert log == {"id": log["id"], "requestId": None, "requestedAt": "2026-11-25T07:01:30Z", "accountId": None,
-                   "model": "gpt-4o-mini", "inputTokens": 0, "outputTokens": 0, "cachedInputTokens": 0,
+                   "apiKeyId": None, "model": "gpt-4o-mini", "inputTokens": 0, "outputTokens": 0,
+                   "cachedInputTokens": 0,
                    "status": "ok", "errorCode": None, "latencyMs": None, "cost": 0}
 
 
 def test_every_field_round_trips(authed):
     account_id = create_account(authed)["id"]
+    key_id = post(authed, "/api/api-keys", {"name": "laptop"}).get_json()["id"]
     sent = {"requestId": "req-1", "requestedAt": "2026-11-25T06:59:59.250Z", "accountId": account_id,
-            "model": "o3-pro", "inputTokens": 1000, "outputTokens": 100, "cachedInputTokens": 500,
+            "apiKeyId": key_id, "model": "o3-pro", "inputTokens": 1000, "outputTokens": 100, "cachedInputTokens": 500,
             "status": "rate_limit", "errorCode": "upstream_429", "latencyMs": 1234}
     assert ingest(authed, [sent]) == {"accepted": 1, "duplicates": 0}
     [log] = stored(authed)
@@ -107,7 +109,8 @@ BAD_ITEMS = [
     (item(requestedAt="0001-01-01T00:00:00+01:00"), "requestedAt"),
     (item(status="OK"), "status"), (item(status="success"), "status"), (item(status=""), "status"),
     (item(status=1), "status"), (item(accountId="acc_nope"), "accountId"), (item(accountId=5), "accountId"),
-    (item(accountId=""), "accountId"), (item(requestId="r" * 201), "requestId"), (item(requestId=5), "requestId"),
+    (item(accountId=""), "accountId"), (item(apiKeyId="key_nope"), "apiKeyId"), (item(apiKeyId=7), "apiKeyId"),
+    (item(requestId="r" * 201), "requestId"), (item(requestId=5), "requestId"),
     (item(latencyMs=-1), "latencyMs"), (item(latencyMs="fast"), "latencyMs"), (item(errorCode=429), "errorCode"),
 ]
 

@@ -3,9 +3,11 @@ from datetime import datetime
 
 import pytest
 
-from helpers import AUTH_REQUIRED, LOGS, REMOTE, create_account, error, ingest, message, ok, token, with_cookie
+from helpers import (
+    AUTH_REQUIRED, LOGS, REMOTE, create_account, error, ingest, message, ok, post, token, with_cookie,
+)
 
-KEYS = {"id", "requestId", "requestedAt", "accountId", "model", "inputTokens", "outputTokens",
+KEYS = {"id", "requestId", "requestedAt", "accountId", "apiKeyId", "model", "inputTokens", "outputTokens",
         "cachedInputTokens", "status", "errorCode", "latencyMs", "cost"}
 STATUSES = ("ok", "error", "rate_limit", "quota", "cancelled")
 
@@ -43,7 +45,8 @@ def test_items_have_exactly_the_contract_keys(authed):
     [log] = page["requests"]
     assert set(log) == KEYS
     assert log == {"id": log["id"], "requestId": "r1", "requestedAt": "2026-11-25T07:00:00Z", "accountId": None,
-                   "model": "gpt-4o-mini", "inputTokens": 1000, "outputTokens": 10, "cachedInputTokens": 200,
+                   "apiKeyId": None, "model": "gpt-4o-mini", "inputTokens": 1000, "outputTokens": 10,
+                   "cachedInputTokens": 200,
                    "status": "error", "errorCode": "upstream_500", "latencyMs": 12, "cost": 0.000141}
 
 
@@ -225,3 +228,75 @@ def test_remote_clients_cannot_read_before_a_password_is_set(client, query):
     ingest(client, [{"model": "m"}])
     response = client.get(f"{LOGS}?{query}", environ_base=REMOTE)
     assert response.status_code == 401 and response.get_json() == AUTH_REQUIRED
+
+
+# -- the apiKeyId filter ------------------------------------------------------------
+
+def create_key(client, name):
+    response = post(client, "/api/api-keys", {"name": name})
+    assert response.status_code == 201, response.get_json()
+    return response.get_json()["id"]
+
+
+@pytest.fixture
+def keyed(authed):
+    """Six logs an hour apart, k0 (06:00Z) back to k5: keys A, B, none, A, none, B; returns (A, B)."""
+    a, b = create_key(authed, "a"), create_key(authed, "b")
+    owners = [a, b, None, a, None, b]
+    ingest(authed, [{"requestId": f"k{i}", "requestedAt": f"2026-11-25T{6 - i:02d}:00:00Z", "apiKeyId": owners[i],
+                     "model": "o3-pro" if i < 3 else "gpt-4o-mini"} for i in (4, 1, 5, 0, 2, 3)])
+    return a, b
+
+
+def test_every_log_carries_its_api_key_id(authed, keyed):
+    a, b = keyed
+    logs = fetch(authed)["requests"]
+    assert [(log["requestId"], log["apiKeyId"]) for log in logs] == [
+        ("k0", a), ("k1", b), ("k2", None), ("k3", a), ("k4", None), ("k5", b)]
+    assert all(set(log) == KEYS for log in logs)
+
+
+@pytest.mark.parametrize("which, query, expected", [
+    (0, "", ["k0", "k3"]),
+    (1, "", ["k1", "k5"]),
+    (0, "&model=gpt-4o-mini", ["k3"]),
+    (1, "&since=2026-11-25T05:00:00Z", ["k1"]),
+    (1, "&until=2026-11-25T05:00:00Z", ["k5"]),
+    (0, "&status=error", []),
+])
+def test_the_api_key_filter(authed, keyed, which, query, expected):
+    assert request_ids(authed, f"apiKeyId={keyed[which]}{query}") == expected
+
+
+@pytest.mark.parametrize("value", ["key_nope", "", "%25", "KEY", "x" * 5000])
+def test_an_api_key_id_that_names_no_logs_finds_none(authed, keyed, value):
+    response = authed.get(f"{LOGS}?apiKeyId={value}")
+    assert response.status_code == 200
+    assert response.get_json() == {"requests": [], "nextCursor": None}
+
+
+def test_the_api_key_filter_walks_pages(authed, keyed):
+    a, _ = keyed
+    first = fetch(authed, f"apiKeyId={a}&limit=1")
+    assert [log["requestId"] for log in first["requests"]] == ["k0"] and first["nextCursor"]
+    second = fetch(authed, f"apiKeyId={a}&limit=1&cursor={first['nextCursor']}")
+    assert [log["requestId"] for log in second["requests"]] == ["k3"] and second["nextCursor"] is None
+
+
+def test_the_api_key_filter_keeps_working_after_a_delete(authed, keyed):
+    a, _ = keyed
+    assert authed.delete(f"/api/api-keys/{a}").status_code == 204
+    assert request_ids(authed, f"apiKeyId={a}") == ["k0", "k3"]
+    assert [log["apiKeyId"] for log in fetch(authed, f"apiKeyId={a}")["requests"]] == [a, a]
+
+
+def test_a_nul_in_the_api_key_filter_is_422(authed, keyed):
+    response = authed.get(f"{LOGS}?apiKeyId=%00")
+    assert error(response) == (422, "validation_error")
+    assert message(response).startswith("apiKeyId ")
+
+
+def test_the_api_key_filter_needs_a_session(app, authed, keyed):
+    for kwargs in ({}, {"environ_base": REMOTE}):
+        response = app.test_client().get(f"{LOGS}?apiKeyId={keyed[0]}", **kwargs)
+        assert response.status_code == 401 and response.get_json() == AUTH_REQUIRED

@@ -1,9 +1,9 @@
-"""lb.usage: GET /api/usage, figures by day, model or account over a range (contract section 6)."""
+"""lb.usage: GET /api/usage, figures by day, model, account or API key over a range (contract section 6)."""
 from datetime import date, timedelta
 
 import pytest
 
-from helpers import AUTH_REQUIRED, REMOTE, create_account, error, ingest, message, ok, overview
+from helpers import AUTH_REQUIRED, REMOTE, create_account, error, ingest, message, ok, overview, post
 
 USAGE = "/api/usage"
 FIGURES = ("requests", "errors", "inputTokens", "outputTokens", "cachedInputTokens", "totalTokens", "cost")
@@ -196,3 +196,104 @@ def test_the_last_day_of_year_9999_is_in_range(authed):
     body = usage(authed, "since=9999-12-31T00:00:00Z&until=9999-12-31T23:59:59.999Z")
     assert [row["key"] for row in body["rows"]] == ["9999-12-31"]
     assert body["totals"] == figures()
+
+
+# -- by API key ---------------------------------------------------------------------------
+
+def create_key(client, name):
+    response = post(client, "/api/api-keys", {"name": name})
+    assert response.status_code == 201, response.get_json()
+    return response.get_json()["id"]
+
+
+def test_rows_by_api_key_are_sorted_by_key_with_null_last(authed):
+    ids = [create_key(authed, name) for name in ("laptop", "ci", "desktop")]
+    first, second, third = sorted(ids)
+    ingest(authed, [
+        {"model": "o3-pro", "apiKeyId": third, "inputTokens": 1000},
+        {"model": "o3-pro", "inputTokens": 10, "status": "error"},
+        {"model": "gpt-4o-mini", "apiKeyId": first, "outputTokens": 1000, "status": "cancelled"},
+        {"model": "o3-pro", "apiKeyId": third, "outputTokens": 10, "status": "quota"},
+        {"model": "o3-pro", "apiKeyId": first, "inputTokens": 100, "cachedInputTokens": 100,
+         "requestedAt": "2026-11-02T00:00:00Z"},
+    ])
+    body = usage(authed, "groupBy=apiKey")
+    assert body["groupBy"] == "apiKey"
+    assert body["rows"] == [
+        {"key": first, **figures(2, 0, 100, 1000, 100, cost=0.0026)},  # 0.0006 + 0.002
+        {"key": third, **figures(2, 1, 1000, 10, cost=0.0208)},
+        {"key": None, **figures(1, 1, 10, cost=0.0002)},
+    ]  # a key without logs has no row
+    assert body["totals"] == figures(5, 2, 1110, 1010, 100, cost=0.0236)
+    assert second not in [row["key"] for row in body["rows"]]
+
+
+def test_logs_without_a_key_are_one_null_row(authed):
+    ann = create_account(authed, "ann@example.com")["id"]
+    ingest(authed, [{"model": "o3-pro", "inputTokens": 1},
+                    {"model": "gpt-4o-mini", "accountId": ann, "inputTokens": 2}])
+    assert usage(authed, "groupBy=apiKey")["rows"] == [{"key": None, **figures(2, 0, 3, cost=0)}]
+
+
+def test_a_deleted_keys_usage_stays_under_its_id(authed):
+    key = create_key(authed, "doomed")
+    ingest(authed, [{"model": "o3-pro", "apiKeyId": key, "inputTokens": 100}])
+    before = usage(authed, "groupBy=apiKey")
+    assert authed.delete(f"/api/api-keys/{key}").status_code == 204
+    assert usage(authed, "groupBy=apiKey") == before
+    assert before["rows"] == [{"key": key, **figures(1, 0, 100, cost=0.002)}]
+
+
+@pytest.mark.parametrize("since, until, input_tokens", [
+    ("10:30:00", "12:00:00", 1 + 2 + 4),
+    ("10:30:00.001", "13:15:00", 2 + 4 + 8),
+    ("11:00:00", "11:00:00.001", 2),
+    ("00:00:00", "23:59:59.999", 1 + 2 + 4 + 8 + 16),
+])
+def test_rows_by_api_key_cut_hours_at_both_edges(authed, since, until, input_tokens):
+    key = create_key(authed, "edges")
+    stamps = ["10:30:00", "11:00:00", "11:59:59.999", "12:00:00", "13:15:00", "23:59:59.999"]
+    ingest(authed, [{"model": "o3-pro", "requestedAt": f"2026-11-12T{s}Z", "inputTokens": 2 ** i,
+                     "apiKeyId": key if i % 2 else None} for i, s in enumerate(stamps)])
+    body = usage(authed, f"since=2026-11-12T{since}Z&until=2026-11-12T{until}Z&groupBy=apiKey")
+    by_key = {row["key"]: row["inputTokens"] for row in body["rows"]}
+    assert sum(by_key.values()) == body["totals"]["inputTokens"] == input_tokens
+    odd = sum(2 ** i for i in range(1, 6, 2) if input_tokens & 2 ** i)
+    assert by_key.get(key, 0) == odd
+    assert by_key.get(None, 0) == input_tokens - odd
+
+
+def test_totals_are_the_same_in_every_grouping(authed):
+    ann = create_account(authed, "ann@example.com")["id"]
+    keys = [create_key(authed, "a"), create_key(authed, "b")]
+    ingest(authed, [{"model": ("gpt-4o-mini", "o3-pro", "local")[d % 3], "inputTokens": 1000 + d,
+                     "requestedAt": f"2026-11-{d:02d}T{d % 24:02d}:{d:02d}:00Z", "cachedInputTokens": d * 10,
+                     "outputTokens": d, "accountId": ann if d % 2 else None,
+                     "apiKeyId": (keys[0], keys[1], None, keys[0])[d % 4],
+                     "status": ("ok", "error", "cancelled", "quota")[d % 4]} for d in range(1, 26)]
+           + [{"model": "o3-pro", "inputTokens": 999, "requestedAt": "2026-10-31T12:00:00Z", "apiKeyId": keys[0]}])
+    answers = {group: usage(authed, f"groupBy={group}") for group in ("day", "model", "account", "apiKey")}
+    totals = answers["apiKey"]["totals"]
+    assert (totals["requests"], totals["inputTokens"]) == (25, 25_000 + 325)
+    for group, body in answers.items():
+        assert body["totals"] == totals, group
+        for name in FIGURES[:-1]:
+            assert sum(row[name] for row in body["rows"]) == totals[name], (group, name)
+    summary = overview(authed)["usageSummary"]
+    assert (totals["inputTokens"], totals["outputTokens"], totals["cost"]) == (
+        summary["inputTokens"], summary["outputTokens"], summary["totalCost"])
+    assert [row["key"] for row in answers["apiKey"]["rows"]] == sorted(keys) + [None]
+
+
+@pytest.mark.parametrize("group_by", ["apikey", "api_key", "apiKeyId", "ApiKey", "key"])
+def test_other_spellings_of_api_key_are_422(authed, group_by):
+    response = authed.get(f"{USAGE}?groupBy={group_by}")
+    assert error(response) == (422, "validation_error")
+    assert message(response).startswith("groupBy ")
+
+
+def test_usage_by_api_key_needs_a_session(app, authed):
+    response = app.test_client().get(f"{USAGE}?groupBy=apiKey")
+    assert response.status_code == 401 and response.get_json() == AUTH_REQUIRED
+    response = app.test_client().get(f"{USAGE}?groupBy=apiKey", environ_base=REMOTE)
+    assert response.status_code == 401 and response.get_json() == AUTH_REQUIRED

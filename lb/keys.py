@@ -1,0 +1,218 @@
+"""API keys: minted once, kept as SHA-256, checked against the catalog, limited per calendar window."""
+import hashlib
+import json
+import re
+import secrets
+from datetime import datetime, timezone
+
+import click
+
+from lb import rollups
+from lb.clock import DAY_MS, iso, now_ms, parse_time
+from lb.errors import ApiError, invalid
+from lb.fields import get_str
+from lb.overview import billing_period
+from lb.store import ApiKey, CatalogModel, db
+
+PREFIX = "sk-clb-"
+PREFIX_LENGTH = 15  # what keyPrefix shows: "sk-clb-" and 8 characters
+METRICS = ("totalTokens", "inputTokens", "outputTokens", "costUsd")
+WINDOWS = ("day", "week", "month")
+MAX_LIMITS = 8
+
+
+def key_hash(key):
+    return hashlib.sha256(key.encode("utf-8")).hexdigest()
+
+
+def mint():
+    """A new key: (the key, shown once; its SHA-256; its prefix)."""
+    key = PREFIX + secrets.token_urlsafe(32)
+    return key, key_hash(key), key[:PREFIX_LENGTH]
+
+
+KEY_ID = re.compile(r"[A-Za-z0-9_-]{1,40}")  # what create makes; anything else names no key
+
+
+def find(key_id):
+    key = ApiKey.get_or_none(ApiKey.id == key_id) if KEY_ID.fullmatch(key_id) else None
+    if key is None:
+        raise ApiError(404, "api_key_not_found", "API key not found")
+    return key
+
+
+# -- fields --------------------------------------------------------------------------
+
+def _allowed_models(value):
+    """null (every enabled model) or a non-empty list of catalog ids, as JSON text for the column."""
+    if value is None:
+        return None
+    if not isinstance(value, list):
+        raise invalid("allowedModels", "must be a list of model ids or null")
+    if not value:
+        raise invalid("allowedModels", "must name at least one model (null allows every model)")
+    catalog = {m.id for m in CatalogModel.select(CatalogModel.id)}
+    for i, model in enumerate(value):
+        if not isinstance(model, str) or model not in catalog:
+            raise invalid(f"allowedModels[{i}]", "is not a model of the catalog")
+    return json.dumps(list(dict.fromkeys(value)))
+
+
+def _expires_at(value, now):
+    if value is None:
+        return None
+    expires = parse_time(value, "expiresAt")
+    if expires <= now:
+        raise invalid("expiresAt", "must be in the future")
+    return expires
+
+
+def _limits(value):
+    if not isinstance(value, list):
+        raise invalid("limits", "must be a list")
+    if len(value) > MAX_LIMITS:
+        raise invalid("limits", f"must hold at most {MAX_LIMITS} limits")
+    limits = []
+    for i, limit in enumerate(value):
+        if not isinstance(limit, dict):
+            raise invalid(f"limits[{i}]", "must be an object")
+        metric, window, maximum = limit.get("metric"), limit.get("window"), limit.get("max")
+        if metric not in METRICS or not isinstance(metric, str):
+            raise invalid(f"limits[{i}].metric", "must be one of " + ", ".join(METRICS))
+        if window not in WINDOWS or not isinstance(window, str):
+            raise invalid(f"limits[{i}].window", "must be one of " + ", ".join(WINDOWS))
+        if isinstance(maximum, bool) or not isinstance(maximum, (int, float)) or not 0 < maximum < 1e15:
+            raise invalid(f"limits[{i}].max", "must be a number greater than 0 and below 10^15")
+        limits.append({"metric": metric, "window": window, "max": maximum})
+    return json.dumps(limits)
+
+
+def _name(data):
+    return get_str(data, "name", min_len=1, max_len=128)
+
+
+# -- the key's life ----------------------------------------------------------------------
+
+def create(data, now):
+    """A key from a request body; returns (row, the key itself, shown this once)."""
+    fields = {"name": _name(data), "allowed_models": _allowed_models(data.get("allowedModels")),
+              "expires_at": _expires_at(data.get("expiresAt"), now), "limits": _limits(data.get("limits", []))}
+    key, hashed, prefix = mint()
+    with db.atomic():
+        row = ApiKey.create(id="key_" + secrets.token_urlsafe(12), key_hash=hashed, key_prefix=prefix,
+                            created_at=now, **fields)
+    return row, key
+
+
+def update(key_id, data, now):
+    """Apply a PATCH body: name, allowedModels, expiresAt, enabled, limits (which replace them all)."""
+    changes = {}
+    if "name" in data:
+        changes["name"] = _name(data)
+    if "allowedModels" in data:
+        changes["allowed_models"] = _allowed_models(data["allowedModels"])
+    if "expiresAt" in data:
+        changes["expires_at"] = _expires_at(data["expiresAt"], now)
+    if "enabled" in data:
+        if not isinstance(data["enabled"], bool):
+            raise invalid("enabled", "must be true or false")
+        changes["enabled"] = data["enabled"]
+    if "limits" in data:
+        changes["limits"] = _limits(data["limits"])
+    with db.atomic():
+        key = find(key_id)
+        if changes:
+            ApiKey.update(**changes).where(ApiKey.id == key.id).execute()
+            key = ApiKey.get_by_id(key.id)
+    return key
+
+
+def regenerate(key_id):
+    """A new key for the same id; the old one stops working at once. Returns (row, the new key)."""
+    key, hashed, prefix = mint()
+    with db.atomic():
+        row = find(key_id)
+        ApiKey.update(key_hash=hashed, key_prefix=prefix).where(ApiKey.id == row.id).execute()
+        return ApiKey.get_by_id(row.id), key
+
+
+def delete(key_id):
+    """Remove the key; its request logs keep its id."""
+    with db.atomic():
+        find(key_id).delete_instance()
+
+
+def authenticate(presented, now):
+    """The enabled, unexpired key behind a presented ``sk-clb-...`` string, or None (constant work: a hash lookup)."""
+    if not isinstance(presented, str) or not presented.startswith(PREFIX) or len(presented) > 200:
+        return None
+    key = ApiKey.get_or_none(ApiKey.key_hash == key_hash(presented))
+    if key is None or not key.enabled or (key.expires_at is not None and key.expires_at <= now):
+        return None
+    return key
+
+
+# -- limits: used this window, from the rollups ---------------------------------------------
+
+def window(name, now, cycle_day):
+    """[start, end) of the calendar window holding ``now``: the UTC day, the week from Monday, the billing period."""
+    day = now // DAY_MS * DAY_MS
+    if name == "day":
+        return day, day + DAY_MS
+    if name == "week":
+        monday = day - datetime.fromtimestamp(day / 1000, tz=timezone.utc).weekday() * DAY_MS
+        return monday, monday + 7 * DAY_MS
+    return billing_period(now, cycle_day)
+
+
+def metric_value(sums, metric):
+    """A metric of ``rollups.Sums``: tokens as integers, costUsd in USD to 6 decimals."""
+    if metric == "costUsd":
+        return round(sums.cost / 1_000_000, 6)
+    if metric == "inputTokens":
+        return sums.input_tokens
+    if metric == "outputTokens":
+        return sums.output_tokens
+    return sums.input_tokens + sums.output_tokens
+
+
+def limits_used(key, now, cycle_day):
+    """The key's limits, each with ``used`` this window and ``resetsAt``; one rollup read per window."""
+    limits = json.loads(key.limits)
+    spans = {name: window(name, now, cycle_day) for name in {limit["window"] for limit in limits}}
+    sums = {name: rollups.range_sums(start, end, api_key_id=key.id)[None] for name, (start, end) in spans.items()}
+    return [dict(limit, used=metric_value(sums[limit["window"]], limit["metric"]),
+                 resetsAt=iso(spans[limit["window"]][1])) for limit in limits]
+
+
+def as_json(key, now, cycle_day):
+    return {
+        "id": key.id,
+        "name": key.name,
+        "keyPrefix": key.key_prefix,
+        "allowedModels": json.loads(key.allowed_models) if key.allowed_models is not None else None,
+        "expiresAt": iso(key.expires_at),
+        "enabled": key.enabled,
+        "createdAt": iso(key.created_at),
+        "lastUsedAt": iso(key.last_used_at),
+        "limits": limits_used(key, now, cycle_day),
+    }
+
+
+def all_keys(now, cycle_day):
+    return [as_json(k, now, cycle_day) for k in ApiKey.select().order_by(ApiKey.created_at, ApiKey.id)]
+
+
+def init_app(app):
+    @app.cli.command("create-api-key")
+    @click.argument("name")
+    @click.option("--model", "models", multiple=True, help="a catalog model the key may use (repeat; default: all)")
+    def create_api_key_command(name, models):
+        """Create an API key for the proxy and print it (this once)."""
+        with db.connection_context():
+            try:
+                row, key = create({"name": name, "allowedModels": list(models) or None}, now_ms())
+            except ApiError as exc:
+                raise click.ClickException(exc.message) from None
+        click.echo(f"{row.id} {row.name}: {key}")
+        click.echo("The key is shown only now; the service keeps its SHA-256 alone.", err=True)

@@ -1,0 +1,1 @@
+"""Small fake servers that the tests start in a thread and point the app at."""
