@@ -65,6 +65,7 @@ class Account(BaseModel):
     secondary_used_percent = DoubleField(null=True)
     secondary_resets_at = BigIntegerField(null=True)
     last_used_at = BigIntegerField(null=True)
+    cooldown_until = BigIntegerField(null=True)  # a momentary upstream 429: skipped until then, status unchanged
 
     class Meta:
         indexes = ((("email_key", "chatgpt_account_id"), True),)
@@ -121,6 +122,14 @@ class HourlyGroupUsage(HourlyUsage):
     class Meta:
         primary_key = CompositeKey("hour", "account_id", "model", "api_key_id")
         indexes = ((("api_key_id", "hour"), False),)
+
+
+class StickyPin(BaseModel):
+    """A prompt_cache_key seen lately, and the account that served it (sticky sessions)."""
+
+    key = CharField(primary_key=True, max_length=64)  # SHA-256 of the client's prompt_cache_key
+    account_id = CharField(max_length=40)
+    seen_at = BigIntegerField()
 
 
 class ApiKey(BaseModel):
@@ -185,5 +194,5 @@ class TotpSetup(BaseModel):
     expires_at = BigIntegerField()
 
 
-MODELS = (Account, RequestLog, HourlyUsage, HourlyGroupUsage, ApiKey, CatalogModel,
+MODELS = (Account, RequestLog, HourlyUsage, HourlyGroupUsage, ApiKey, StickyPin, CatalogModel,
           DashboardSettings, DashboardSession, AuthFailure, TotpSetup)

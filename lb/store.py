@@ -9,7 +9,7 @@ from playhouse.migrate import SchemaMigrator, migrate
 # Re-exported: the rest of the service imports its tables and constants from here.
 from lb.models import (ACCOUNT_STATUSES, FAILED_STATUSES, LOG_STATUSES, MODELS, SEED_CATALOG,  # noqa: F401
                        Account, ApiKey, AuthFailure, CatalogModel, DashboardSession, DashboardSettings,
-                       HourlyGroupUsage, HourlyUsage, RequestLog, TotpSetup, Unavailable, db)
+                       HourlyGroupUsage, HourlyUsage, RequestLog, StickyPin, TotpSetup, Unavailable, db)
 
 log = logging.getLogger(__name__)
 
