@@ -1,0 +1,135 @@
+"""The pooled HTTP client to the Codex upstream, and its SSE stream read event by event. No Flask inside.
+
+``Upstream.open`` sends a request and returns the answer unread; ``events``
+cuts its body into SSE events as the bytes arrive, each passed on exactly as
+received, and parses the JSON of only the events that matter (the first one,
+and the terminal ones), never the stream of deltas.
+"""
+import json
+from typing import NamedTuple, Optional
+
+import urllib3
+
+TERMINAL = (b"response.completed", b"response.incomplete", b"response.failed")
+# Events whose JSON is read: the terminal ones, and an error. Deltas pass through unparsed.
+PARSED = TERMINAL + (b"error",)
+
+
+class Event(NamedTuple):
+    """One SSE event: its bytes as received (separator included), its type, its JSON when it was parsed."""
+
+    raw: bytes
+    type: Optional[str]
+    data: Optional[dict]
+
+
+def _type(block):
+    """The ``event:`` name of an SSE block, else the ``"type"`` of its data."""
+    for line in block.split(b"\n"):
+        if line.startswith(b"event:"):
+            return line[6:].strip().decode("utf-8", "replace")
+    return None
+
+
+def _data(block):
+    lines = [line[5:].lstrip() for line in block.split(b"\n") if line.startswith(b"data:")]
+    if not lines:
+        return None
+    try:
+        data = json.loads(b"\n".join(lines))
+    except (ValueError, RecursionError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def events(chunks, parse_first=True):
+    """Cut an iterable of byte chunks into Events as soon as each one is whole (a blank line ends it).
+
+    Line endings may be LF or CRLF; an event may be split across chunks. The
+    JSON of an event is parsed when its type is terminal or ``error``, or it
+    is the first event (``parse_first``); a final event without its blank line
+    is still given.
+    """
+    buffer = b""
+    first = parse_first
+    for chunk in chunks:
+        buffer += chunk
+        while True:
+            end, width = _boundary(buffer)
+            if end < 0:
+                break
+            raw, buffer = buffer[:end + width], buffer[end + width:]
+            yield _event(raw, first)
+            first = False
+    if buffer.strip():
+        yield _event(buffer, first)
+
+
+def _boundary(buffer):
+    """(index, width) of the first blank line in ``buffer``, or (-1, 0)."""
+    found = [(i, w) for i, w in ((buffer.find(b"\n\n"), 2), (buffer.find(b"\r\n\r\n"), 4)) if i >= 0]
+    return min(found) if found else (-1, 0)
+
+
+def _event(raw, parse_first):
+    block = raw.replace(b"\r\n", b"\n").strip(b"\n")
+    kind = _type(block)
+    if not (parse_first or kind is None or kind.encode() in PARSED):
+        return Event(raw, kind, None)  # a delta: passed on, never parsed
+    data = _data(block)
+    if kind is None and data is not None and isinstance(data.get("type"), str):
+        kind = data["type"]
+    return Event(raw, kind, data)
+
+
+class Usage(NamedTuple):
+    input_tokens: int = 0
+    cached_input_tokens: int = 0
+    output_tokens: int = 0
+
+
+def usage_of(event):
+    """The tokens in a terminal event's ``response.usage`` (zeros where the upstream gave none)."""
+    response = (event.data or {}).get("response")
+    usage = response.get("usage") if isinstance(response, dict) else None
+    if not isinstance(usage, dict):
+        return Usage()
+
+    def count(value):
+        return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else 0
+
+    details = usage.get("input_tokens_details")
+    cached = count(details.get("cached_tokens")) if isinstance(details, dict) else 0
+    return Usage(count(usage.get("input_tokens")), cached, count(usage.get("output_tokens")))
+
+
+def error_of(event):
+    """The error object of a ``response.failed`` or ``error`` event (None for others)."""
+    data = event.data or {}
+    if event.type == "error":
+        return data
+    response = data.get("response")
+    error = response.get("error") if isinstance(response, dict) else None
+    return error if isinstance(error, dict) else None
+
+
+class Upstream:
+    """One connection pool to the upstream, shared by every request thread (urllib3 is thread-safe)."""
+
+    def __init__(self, base_url, connect_timeout=10.0, read_timeout=300.0, maxsize=32):
+        self.base_url = base_url.rstrip("/")
+        # read_timeout bounds the silence between two reads: the idle time between events.
+        self.timeout = urllib3.Timeout(connect=connect_timeout, read=read_timeout)
+        # No retries: a request may have reached the upstream and been counted against the account.
+        self.pool = urllib3.PoolManager(maxsize=maxsize, block=False, retries=False)
+
+    def open(self, path, body, headers):
+        """POST ``body`` (bytes) to ``<base>/<path>``; the answer, its body still unread (see ``chunks``)."""
+        return self.pool.request("POST", f"{self.base_url}/{path.lstrip('/')}", body=body, headers=headers,
+                                 timeout=self.timeout, preload_content=False, redirect=False)
+
+
+def chunks(answer, size=65536):
+    """The body of an ``open`` answer as it arrives: whatever bytes are there, never waiting to fill ``size``."""
+    while chunk := answer.read1(size):
+        yield chunk
