@@ -65,7 +65,10 @@ def make_app(tmp_path, clock):
 
 
 @pytest.fixture
-def app(make_app):
+def app(make_app, request):
+    """The test's app; in a module marked ``uses_token_server`` it refreshes tokens at the fake endpoint."""
+    if request.node.get_closest_marker("uses_token_server"):
+        return make_app(OAUTH_TOKEN_URL=request.getfixturevalue("token_server").url)
     return make_app()
 
 

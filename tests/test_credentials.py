@@ -49,9 +49,7 @@ from helpers import (
 from lb import crypto
 
 
-@pytest.fixture
-def app(make_app, token_server):
-    return make_app(OAUTH_TOKEN_URL=token_server.url)
+pytestmark = pytest.mark.uses_token_server
 
 
 # -- import: created, updated, adopted ---------------------------------------------------------

@@ -47,9 +47,7 @@ from lb import crypto, refresh
 from lb.store import db
 
 
-@pytest.fixture
-def app(make_app, token_server):
-    return make_app(OAUTH_TOKEN_URL=token_server.url)
+pytestmark = pytest.mark.uses_token_server
 
 
 # -- when a refresh happens ------------------------------------------------------------------------
