@@ -12,6 +12,11 @@ from lb.store import ACCOUNT_STATUSES, Account, db
 # The statuses an account comes back from on its own; resetsAt says when.
 WAITING_STATUSES = ("rate_limited", "quota_exceeded")
 
+
+def has_credentials(account):
+    """Whether the account holds the tokens the upstream needs (sealed; never shown)."""
+    return account.access_token is not None and account.refresh_token is not None
+
 # One @, a dot in the domain, no white space or control characters.
 EMAIL = re.compile(r"[^@\s\x00-\x1f\x7f]+@[^@\s\x00-\x1f\x7f.][^@\s\x00-\x1f\x7f]*\.[^@\s\x00-\x1f\x7f.]+")
 
@@ -38,7 +43,7 @@ def as_json(account):
         "createdAt": iso(account.created_at),
         "updatedAt": iso(account.updated_at),
         "chatgptAccountId": account.chatgpt_account_id or None,
-        "hasCredentials": account.access_token is not None and account.refresh_token is not None,
+        "hasCredentials": has_credentials(account),
         "lastRefreshAt": iso(account.last_refresh_at),
         "resetsAt": iso(account.resets_at) if account.status in WAITING_STATUSES else None,
         "usage": None if all(value is None for value in usage) else {

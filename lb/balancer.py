@@ -8,7 +8,8 @@ import math
 import re
 from typing import NamedTuple, Optional
 
-WAITING = ("rate_limited", "quota_exceeded")  # statuses an account comes back from once resetsAt passes
+from lb.accounts import WAITING_STATUSES as WAITING
+from lb.accounts import has_credentials
 RATE_LIMIT_CODES = ("usage_limit_reached", "rate_limit_exceeded")
 QUOTA_CODES = ("insufficient_quota", "quota_exceeded")
 PERMANENT_CODES = ("account_suspended", "account_deleted")
@@ -16,10 +17,6 @@ RATE_LIMIT_MS = 5 * 60 * 1000  # rate_limited with no reset given: back in 5 min
 QUOTA_MS = 60 * 60 * 1000  # quota_exceeded with no reset given: back in an hour
 COOLDOWN_MS = 10 * 1000  # a momentary 429 without Retry-After
 PASS_THROUGH = (400, 403, 404, 413, 422)  # the client's own problem: no failover, no change to the account
-
-
-def has_credentials(account):
-    return account.access_token is not None and account.refresh_token is not None
 
 
 def comes_back(account, now):

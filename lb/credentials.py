@@ -14,7 +14,7 @@ from peewee import IntegrityError
 
 from lb import accounts, crypto
 from lb.clock import now_ms, parse_time
-from lb.errors import ApiError, invalid
+from lb.errors import ApiError, invalid, loads
 from lb.fields import get_str
 from lb.store import Account, db
 
@@ -38,7 +38,7 @@ def jwt_claims(token):
     return payload if isinstance(header, dict) and isinstance(payload, dict) else None
 
 
-def _profile(claims, label):
+def profile(claims, label):
     """(email, email key, plan type, ChatGPT account id or None) from an id_token's claims; 422 naming ``label``."""
     email, email_key = accounts.get_email(claims, "email", f"{label} email claim")
     auth = claims.get(AUTH_CLAIMS)
@@ -76,7 +76,7 @@ def read_auth_json(data, now):
     claims = jwt_claims(id_token)
     if claims is None:
         raise invalid(f"tokens.{id_key}", "must be a JWT")
-    email, email_key, plan, claimed_workspace = _profile(claims, f"tokens.{id_key}")
+    email, email_key, plan, claimed_workspace = profile(claims, f"tokens.{id_key}")
     access_token = _token(tokens, "access_token", "accessToken")
     refresh_token = _token(tokens, "refresh_token", "refreshToken")
     account_key = _key(tokens, "account_id", "accountId")
@@ -132,10 +132,6 @@ def import_auth_json(data, now):
 
 # -- the command --------------------------------------------------------------------------------
 
-def _reject_constant(name):
-    raise ValueError(f"{name} is not JSON")
-
-
 def init_app(app):
     @app.cli.command("import-account")
     @click.argument("path")
@@ -150,7 +146,7 @@ def init_app(app):
         if len(raw) > limit:
             raise click.ClickException(f"{path}: larger than {limit} bytes")
         try:
-            data = json.loads(raw.decode("utf-8"), parse_constant=_reject_constant)
+            data = loads(raw.decode("utf-8"))
         except (ValueError, RecursionError):  # never the decoder's message: it may quote the file
             raise click.ClickException(f"{path}: not valid JSON") from None
         if not isinstance(data, dict):

@@ -2,8 +2,8 @@
 
 The key comes from ``LB_ENCRYPTION_KEY``, or else is generated once into the
 data dir (``encryption_key``, mode 0600). Every instance of a deployment must
-share it: without it the stored TOTP secret (and, later, account tokens)
-cannot be read.
+share it: without it the stored TOTP secret and account tokens cannot be
+read.
 """
 import os
 

@@ -17,8 +17,9 @@ from flask import current_app
 from peewee import IntegrityError
 
 from lb import crypto
+from lb.accounts import has_credentials
 from lb.clock import DAY_MS
-from lb.credentials import TOKENS, _profile, jwt_claims
+from lb.credentials import TOKENS, jwt_claims, profile
 from lb.errors import ApiError
 from lb.store import Account
 
@@ -58,7 +59,7 @@ def _account(account_id):
     account = Account.get_or_none(Account.id == account_id)
     if account is None:
         raise RefreshFailed("account_not_found", permanent=False)
-    if account.access_token is None or account.refresh_token is None:
+    if not has_credentials(account):
         raise RefreshFailed("no_credentials", permanent=False)
     return account
 
@@ -173,12 +174,12 @@ def _exchange(account, lease, now):
     new.setdefault("refresh_token", refresh_token)
     changes = {name: crypto.seal(value, fernet) for name, value in new.items()}
     changes.update(last_refresh_at=now, refresh_lease_until=None)
-    profile = _reread_profile(new.get("id_token"), account, now)
+    reread = _reread_profile(new.get("id_token"), account, now)
     try:
-        written = Account.update(**changes, **profile).where(unchanged).execute()
+        written = Account.update(**changes, **reread).where(unchanged).execute()
     except IntegrityError:  # the new email is another account's in this workspace: keep the old one
-        profile = {name: value for name, value in profile.items() if name not in ("email", "email_key")}
-        written = Account.update(**changes, **profile).where(unchanged).execute()
+        reread = {name: value for name, value in reread.items() if name not in ("email", "email_key")}
+        written = Account.update(**changes, **reread).where(unchanged).execute()
     if not written:  # an import replaced the tokens during the call; ours are still valid, but so are those
         _release(account.id, lease)
         return _credentials(_account(account.id))
@@ -193,7 +194,7 @@ def _reread_profile(id_token, account, now):
     if claims is None:
         return {}
     try:
-        email, email_key, plan, _ = _profile(claims, "id_token")
+        email, email_key, plan, _ = profile(claims, "id_token")
     except ApiError:
         return {}
     if (email, plan) == (account.email, account.plan_type):

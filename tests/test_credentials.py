@@ -293,6 +293,18 @@ def run_import(app, path):
     return app.test_cli_runner().invoke(args=["import-account", str(path)])
 
 
+def test_the_command_reads_json_as_the_api_does(authed, app, tmp_path):
+    # A 5000-digit number in a field it ignores is still valid JSON, for the file as for the API.
+    path = tmp_path / "auth.json"
+    path.write_text(json.dumps(auth_json())[:-1] + ', "spare": ' + "9" * 5000 + "}")
+    assert post(authed, IMPORT, data=path.read_text(), content_type="application/json").status_code == 201
+    result = run_import(app, path)
+    assert (result.exit_code, result.stdout) == (0, "imported ann@example.com (ws-personal): updated\n")
+    path.write_text(json.dumps(auth_json())[:-1] + ', "spare": NaN}')
+    refused = run_import(app, path)
+    assert refused.exit_code == 1 and refused.stderr == f"Error: {path}: not valid JSON\n"
+
+
 def test_the_command_imports_a_file_and_says_what_it_did(authed, app, tmp_path):
     path = tmp_path / "auth.json"
     path.write_text(json.dumps(auth_json()))
