@@ -123,6 +123,12 @@ def check_writable(app):
 
 # -- the app ------------------------------------------------------------------------------
 
+def prepare_schema():
+    """Create or upgrade the schema; rebuild the rollups when the upgrade changed their shape."""
+    if store.create_schema():
+        rollups.rebuild()
+
+
 def init_app(app):
     """Bind the proxy to this app's database, create the schema, and open a connection per request."""
     db.initialize(open_database(app.config))
@@ -144,13 +150,12 @@ def init_app(app):
     def init_db_command():
         """Create the schema and seed the model catalog."""
         with db.connection_context():
-            store.create_schema()
+            prepare_schema()
         click.echo("schema ready")
 
     try:
         with db.connection_context():
-            if store.create_schema():
-                rollups.rebuild()
+            prepare_schema()
     except DatabaseError as exc:
         # One line for the operator, never the URL: it may carry a password.
         where = "LB_DATABASE_URL" if app.config.get("DATABASE_URL") else f"LB_DATA_DIR {app.config['DATA_DIR']!r}"
