@@ -30,7 +30,7 @@ def main(argv=None, serve=None):
             # Content-Length at once, a chunked body as it arrives. One byte over
             # the app's own limit, so what the app accepts gets through.
             serve(app, host=host, port=port, threads=app.config["THREADS"],
-                  max_request_body_size=app.config["MAX_BODY_BYTES"] + 1,
+                  max_request_body_size=max(app.config["MAX_BODY_BYTES"], app.config["PROXY_MAX_BODY_BYTES"]) + 1,
                   connection_limit=app.config["CONNECTION_LIMIT"], channel_timeout=app.config["CHANNEL_TIMEOUT"],
                   ident="codex-lb")
         else:
@@ -51,13 +51,15 @@ def serve_waitress(app, **options):
     from waitress.server import create_server
     from waitress.task import ErrorTask
 
+    from lb.errors import error_json, is_proxy_path
+
     class JsonErrorTask(ErrorTask):
         def execute(self):
-            error = self.request.error
+            error, path = self.request.error, getattr(self.request, "path", None) or "/"
             code = {400: "bad_request", 413: "payload_too_large"}.get(error.code, "http_error")
-            message = (f"Request body is larger than {app.config['MAX_BODY_BYTES']} bytes" if error.code == 413
-                       else error.reason)
-            body = json.dumps({"error": {"code": code, "message": message}}, separators=(",", ":")).encode()
+            limit = app.config["PROXY_MAX_BODY_BYTES" if is_proxy_path(path) else "MAX_BODY_BYTES"]
+            message = f"Request body is larger than {limit} bytes" if error.code == 413 else error.reason
+            body = json.dumps(error_json(path, error.code, code, message), separators=(",", ":")).encode()
             self.status = f"{error.code} {error.reason}"
             self.response_headers.append(("Content-Type", "application/json"))
             self.set_close_on_finish()

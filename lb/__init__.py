@@ -5,7 +5,8 @@ import os
 from flask import Flask
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from lb import auth, config, credentials, crypto, database, demo, errors, keys, rollups, sessions, store, totp, views
+from lb import (auth, config, credentials, crypto, database, demo, errors, keys, proxy, rollups, sessions, store, totp,
+                views)
 
 log = logging.getLogger(__name__)
 
@@ -32,6 +33,7 @@ def create_app(overrides=None):
     totp.init_app(app)
     auth.init_app(app)
     views.init_app(app)
+    proxy.init_app(app)
     # The maintenance commands.
     sessions.init_app(app)
     rollups.init_app(app)

@@ -2,10 +2,10 @@
 import ipaddress
 from functools import wraps
 
-from flask import current_app, request
+from flask import current_app, g, request
 from flask_login import LoginManager, UserMixin, current_user
 
-from lb import sessions
+from lb import keys, sessions, store
 from lb.clock import iso, now_ms
 from lb.errors import ApiError
 
@@ -138,6 +138,34 @@ def ingest_required(view):
         return view(*args, **kwargs)
 
     return guarded
+
+
+def key_required(view):
+    """The proxy's guard: the request's API key in ``g.api_key`` (None where none is needed), else 401.
+
+    The proxy's views hold no database connection, so this borrows one.
+    """
+    @wraps(view)
+    def guarded(*args, **kwargs):
+        with store.db.connection_context():
+            g.api_key = client_key(now_ms())
+        return view(*args, **kwargs)
+
+    return guarded
+
+
+def client_key(now):
+    """A key that is sent is always checked; without one, only this machine, and only while keys are optional."""
+    header = request.headers.get("Authorization")
+    if header is not None:
+        scheme, _, presented = header.partition(" ")
+        key = keys.authenticate(presented.strip(), now) if scheme.lower() == "bearer" else None
+        if key is None:
+            raise ApiError(401, "invalid_api_key", "The API key is not valid: unknown, disabled or expired")
+        return key
+    if store.settings().api_key_required or not is_local_client():
+        raise ApiError(401, "invalid_api_key", "An API key is required (Authorization: Bearer sk-clb-...)")
+    return None
 
 
 def init_app(app):

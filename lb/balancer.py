@@ -17,6 +17,9 @@ RATE_LIMIT_MS = 5 * 60 * 1000  # rate_limited with no reset given: back in 5 min
 QUOTA_MS = 60 * 60 * 1000  # quota_exceeded with no reset given: back in an hour
 COOLDOWN_MS = 10 * 1000  # a momentary 429 without Retry-After
 PASS_THROUGH = (400, 403, 404, 413, 422)  # the client's own problem: no failover, no change to the account
+# In a 200's first event, the codes that mean "the server failed" (as a 5xx would): another account may do.
+SERVER_CODES = ("server_error", "server_is_overloaded", "slow_down", "internal_error", "upstream_error",
+                "service_unavailable")
 
 
 def comes_back(account, now):
@@ -168,9 +171,10 @@ def after_error(status, error, headers, now):
     if status == 429:  # a momentary limit: skip the account a while, its status stays
         changes["cooldown_until"] = now + _retry_after(headers, error)
         return Outcome("failover", changes, "rate_limit", code)
-    if status in PASS_THROUGH:
+    if status in PASS_THROUGH or (status == 200 and code not in SERVER_CODES):
+        # The client's own problem (context_length_exceeded, ...): another account would answer the same.
         return Outcome("pass_through", changes, "error", code)
-    return Outcome("failover", changes, "error", code)  # 5xx, and a response.failed of another kind
+    return Outcome("failover", changes, "error", code)  # 5xx, 401, and a response.failed the server caused
 
 
 def after_success(account, headers, now):

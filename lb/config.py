@@ -24,7 +24,15 @@ DEFAULTS = {
     "OAUTH_TOKEN_URL": "https://auth.openai.com/oauth/token",
     "OAUTH_CLIENT_ID": "app_EMoamEEZ73f0CkXaXp7hrann",
     "MAX_BODY_BYTES": 1048576,
-    "THREADS": 8,
+    # The proxy: where the Codex backend is, its timeouts in seconds (the read
+    # timeout is the silence allowed between two events), and its body limit
+    # (a long Codex conversation is resent whole on every turn).
+    "UPSTREAM_URL": "https://chatgpt.com/backend-api",
+    "UPSTREAM_CONNECT_TIMEOUT": 10.0,
+    "UPSTREAM_READ_TIMEOUT": 300.0,
+    "PROXY_MAX_BODY_BYTES": 32 * 1048576,
+    # waitress threads: each open proxied stream holds one for its whole length.
+    "THREADS": 32,
     "TRUSTED_PROXIES": 0,
     # waitress: open connections at most (it polls with select(), so stay well
     # under 1024 descriptors), and seconds before an idle or half-sent one is closed.
@@ -39,11 +47,17 @@ RANGES = {
     "PORT": (0, 65535),
     "BILLING_CYCLE_DAY": (1, 28),
     "MAX_BODY_BYTES": (1024, 1 << 30),
-    "THREADS": (1, 256),
+    "PROXY_MAX_BODY_BYTES": (1024, 1 << 30),
+    "THREADS": (1, 512),
     "TRUSTED_PROXIES": (0, 16),
     "CONNECTION_LIMIT": (10, 900),
     "CHANNEL_TIMEOUT": (5, 86400),
     "CHECKPOINT_SECONDS": (0, 3600),
+}
+# Settings in seconds that may have a fraction, and their allowed ranges.
+SECONDS = {
+    "UPSTREAM_CONNECT_TIMEOUT": (0.1, 600.0),
+    "UPSTREAM_READ_TIMEOUT": (0.1, 86400.0),
 }
 
 
@@ -65,7 +79,7 @@ def load(environ=None, overrides=None):
         if value not in (None, ""):
             config[name] = _parse("LB_" + name, name, value)
     for name, value in (overrides or {}).items():
-        config[name] = _parse(name, name, value) if name in RANGES else value
+        config[name] = _parse(name, name, value) if name in RANGES or name in SECONDS else value
     config.setdefault("CLOCK", time.time)
     return config
 
@@ -73,6 +87,10 @@ def load(environ=None, overrides=None):
 def _parse(label, name, value):
     if name == "HOST":
         return _host(label, value)
+    if name in SECONDS:
+        return _seconds(label, name, value)
+    if name == "UPSTREAM_URL":
+        return _url(label, value)
     if name not in RANGES:
         return value
     try:
@@ -83,6 +101,23 @@ def _parse(label, name, value):
     if not low <= number <= high:
         raise ConfigError(f"{label} must be between {low} and {high}, not {number}")
     return number
+
+
+def _seconds(label, name, value):
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"{label} must be a number of seconds, not {value!r}") from None
+    low, high = SECONDS[name]
+    if not low <= number <= high:  # NaN fails this too
+        raise ConfigError(f"{label} must be between {low:g} and {high:g} seconds, not {value!r}")
+    return number
+
+
+def _url(label, value):
+    if not isinstance(value, str) or not value.startswith(("http://", "https://")) or len(value) > 2000:
+        raise ConfigError(f"{label} must be an http:// or https:// URL, not {value!r}")
+    return value.rstrip("/")
 
 
 def _host(label, value):

@@ -5,6 +5,7 @@ import sqlite3
 import threading
 
 import click
+from flask import request
 from peewee import DatabaseError
 from playhouse.db_url import connect as connect_url
 from playhouse.pool import PooledSqliteDatabase
@@ -15,6 +16,8 @@ from lb.store import db
 
 log = logging.getLogger(__name__)
 
+# Blueprints that borrow connections themselves, briefly: a proxied stream must not hold one.
+OWN_CONNECTIONS = ("proxy",)
 # After a checkpoint SQLite cuts the WAL file back to this size.
 JOURNAL_SIZE_LIMIT = 64 << 20
 # The checkpointer truncates the WAL once it is larger than this.
@@ -123,9 +126,9 @@ def check_writable(app):
 
 # -- the app ------------------------------------------------------------------------------
 
-def prepare_schema():
+def prepare_schema(now=None):
     """Create or upgrade the schema; rebuild the rollups when the upgrade changed their shape."""
-    if store.create_schema():
+    if store.create_schema(now):
         rollups.rebuild()
 
 
@@ -135,6 +138,8 @@ def init_app(app):
 
     @app.before_request
     def _connect():
+        if request.blueprint in OWN_CONNECTIONS:
+            return
         try:
             db.connect(reuse_if_open=True)
         except DatabaseError:
@@ -155,7 +160,7 @@ def init_app(app):
 
     try:
         with db.connection_context():
-            prepare_schema()
+            prepare_schema(int(app.config["CLOCK"]() * 1000))
     except DatabaseError as exc:
         # One line for the operator, never the URL: it may carry a password.
         where = "LB_DATABASE_URL" if app.config.get("DATABASE_URL") else f"LB_DATA_DIR {app.config['DATA_DIR']!r}"

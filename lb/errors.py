@@ -39,13 +39,44 @@ def takes_json(view):
     return view
 
 
+def takes_large_json(view):
+    """Like takes_json, up to PROXY_MAX_BODY_BYTES: a proxied request carries a whole conversation."""
+    view.body_limit = "PROXY_MAX_BODY_BYTES"
+    return takes_json(view)
+
+
 def body():
     """The request's parsed JSON object (empty for a view without a body)."""
     return g.get("body") or {}
 
 
+# The proxy's paths answer errors in the OpenAI envelope, which its clients (the openai package, the Codex CLI) read.
+PROXY_PATHS = ("/v1/", "/backend-api/")
+OPENAI_TYPES = {400: "invalid_request_error", 401: "authentication_error", 403: "permission_error",
+                404: "invalid_request_error", 405: "invalid_request_error", 413: "invalid_request_error",
+                415: "invalid_request_error", 422: "invalid_request_error", 429: "rate_limit_error"}
+OPENAI_CODES = {"invalid_json": "invalid_request_error"}
+
+
+def is_proxy_path(path):
+    return path.startswith(PROXY_PATHS) or path in ("/v1", "/backend-api")
+
+
+def openai_error(status, code, message, kind=None, **extra):
+    """An error body in the OpenAI envelope: ``{"error": {"message", "type", "code", "param"}}``."""
+    return {"error": {"message": message, "type": kind or OPENAI_TYPES.get(status, "server_error"),
+                      "code": OPENAI_CODES.get(code, code), **extra, "param": None}}
+
+
+def error_json(path, status, code, message):
+    """The error body for ``path``: the OpenAI envelope on the proxy's paths, the dashboard's elsewhere."""
+    if is_proxy_path(path):
+        return openai_error(status, code, message)
+    return {"error": {"code": code, "message": message}}
+
+
 def envelope(status, code, message, headers=None):
-    response = jsonify(error={"code": code, "message": message})
+    response = jsonify(error_json(request.path, status, code, message))
     response.status_code = status
     response.headers.update(headers or {})
     return response
@@ -79,12 +110,15 @@ def _read_body():
     view = current_app.view_functions.get(request.endpoint)
     wants_body = getattr(view, "takes_json", False)
     length = request.content_length
-    limit = current_app.config["MAX_CONTENT_LENGTH"]
+    limit = current_app.config[getattr(view, "body_limit", "MAX_BODY_BYTES")]
     if length is not None and length > limit:
         raise too_large(limit)
     chunked = "chunked" in request.headers.get("Transfer-Encoding", "").lower()
     if not wants_body and not length and not chunked:
         return
+    if request.headers.get("Content-Encoding", "identity").strip().lower() != "identity":
+        # The body must be read (the proxy reads its model): a compressed one is refused, not guessed at.
+        raise ApiError(415, "unsupported_media_type", "Compressed request bodies are not supported")
     if request.mimetype != "application/json":
         raise ApiError(415, "unsupported_media_type", "Request body must be application/json")
     # werkzeug quietly stops a chunked body at the limit; read one byte more to tell.

@@ -156,6 +156,7 @@ class CatalogModel(BaseModel):
     input_price = DecimalField(max_digits=14, decimal_places=6)
     cached_input_price = DecimalField(max_digits=14, decimal_places=6)
     output_price = DecimalField(max_digits=14, decimal_places=6)
+    added_at = BigIntegerField(null=True)  # when the model entered the catalog (epoch ms): /v1/models' "created"
 
 
 class DashboardSettings(BaseModel):

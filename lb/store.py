@@ -1,6 +1,7 @@
 """The data layer's face: the models (lb.models), the catalog, the schema, and every hand-written statement."""
 import functools
 import logging
+import time
 from decimal import Decimal
 
 from peewee import DatabaseError
@@ -14,19 +15,23 @@ from lb.models import (ACCOUNT_STATUSES, FAILED_STATUSES, LOG_STATUSES, MODELS, 
 log = logging.getLogger(__name__)
 
 
-def create_schema():
+def create_schema(now=None):
     """Create missing tables, bring older ones up to date, seed the catalog once; safe to repeat.
 
-    Returns True when the rollups must be rebuilt from the raw logs (their table changed shape).
+    ``now`` (epoch ms) stamps the models that enter the catalog. Returns True
+    when the rollups must be rebuilt from the raw logs (their table changed shape).
     """
+    now = int(time.time() * 1000) if now is None else now
     with db.atomic():
         rebuild = _upgrade()
         db.create_tables(MODELS, safe=True)
         if not CatalogModel.select().exists():
             CatalogModel.insert_many([
                 {"id": mid, "name": name, "position": i, "input_price": Decimal(p_in),
-                 "cached_input_price": Decimal(p_cached), "output_price": Decimal(p_out)}
+                 "cached_input_price": Decimal(p_cached), "output_price": Decimal(p_out), "added_at": now}
                 for i, (mid, name, p_in, p_cached, p_out) in enumerate(SEED_CATALOG)]).execute()
+        # A catalog made before models were stamped: they count as added now.
+        CatalogModel.update(added_at=now).where(CatalogModel.added_at.is_null()).execute()
         DashboardSettings.insert(id=1).on_conflict_ignore().execute()
     return rebuild
 
@@ -123,8 +128,9 @@ def live_session(token_hash, now):
 
 
 def enabled_models():
-    """(id, name) of each enabled catalog model, in catalog order."""
-    return list(_execute("SELECT id, name FROM catalog_model WHERE enabled = ? ORDER BY position, id", (True,)))
+    """(id, name, added_at) of each enabled catalog model, in catalog order."""
+    return list(_execute("SELECT id, name, added_at FROM catalog_model WHERE enabled = ? ORDER BY position, id",
+                         (True,)))
 
 
 # The whole overview in one statement: account counts by status; the billing

@@ -42,13 +42,13 @@ def _data(block):
     return data if isinstance(data, dict) else None
 
 
-def events(chunks, parse_first=True):
+def events(chunks, parse_first=True, parse=PARSED):
     """Cut an iterable of byte chunks into Events as soon as each one is whole (a blank line ends it).
 
     Line endings may be LF or CRLF; an event may be split across chunks. The
-    JSON of an event is parsed when its type is terminal or ``error``, or it
-    is the first event (``parse_first``); a final event without its blank line
-    is still given.
+    JSON of an event is parsed when its type is in ``parse`` (by default the
+    terminal ones and ``error``), or it is the first event (``parse_first``);
+    a final event without its blank line is still given.
     """
     buffer = b""
     first = parse_first
@@ -59,10 +59,10 @@ def events(chunks, parse_first=True):
             if end < 0:
                 break
             raw, buffer = buffer[:end + width], buffer[end + width:]
-            yield _event(raw, first)
+            yield _event(raw, first, parse)
             first = False
     if buffer.strip():
-        yield _event(buffer, first)
+        yield _event(buffer, first, parse)
 
 
 def _boundary(buffer):
@@ -71,10 +71,10 @@ def _boundary(buffer):
     return min(found) if found else (-1, 0)
 
 
-def _event(raw, parse_first):
+def _event(raw, parse_first, parse):
     block = raw.replace(b"\r\n", b"\n").strip(b"\n")
     kind = _type(block)
-    if not (parse_first or kind is None or kind.encode() in PARSED):
+    if not (parse_first or kind is None or kind.encode() in parse):
         return Event(raw, kind, None)  # a delta: passed on, never parsed
     data = _data(block)
     if kind is None and data is not None and isinstance(data.get("type"), str):

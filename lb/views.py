@@ -164,7 +164,7 @@ def dashboard_overview():
 @dashboard_bp.get("/models")
 @login_required
 def models():
-    return jsonify(models=[{"id": mid, "name": name} for mid, name in store.enabled_models()])
+    return jsonify(models=[{"id": mid, "name": name} for mid, name, _ in store.enabled_models()])
 
 
 # -- request logs and usage ------------------------------------------------------

@@ -4,11 +4,14 @@ The database is a SQLite file under the test's tmp_path, or, when
 LB_TEST_DATABASE_URL names a PostgreSQL server (``make test`` starts one
 when PostgreSQL is installed), that database emptied before each test.
 """
+import time
+
 import pytest
 
 from fixtureapps.token_server import TokenServer
-from helpers import BOOTSTRAP, INGEST, POSTGRES_URL, Clock, Server, empty_postgres, setup_password
-from lb import create_app, store
+from fixtureapps.upstream import FakeUpstream
+from helpers import BOOTSTRAP, INGEST, POSTGRES_URL, Clock, Server, empty_postgres, pool_account, setup_password
+from lb import create_app, keys, store
 
 
 def pytest_report_header():
@@ -66,7 +69,11 @@ def make_app(tmp_path, clock):
 
 @pytest.fixture
 def app(make_app, request):
-    """The test's app; in a module marked ``uses_token_server`` it refreshes tokens at the fake endpoint."""
+    """The test's app. In a module marked ``uses_token_server`` it refreshes tokens at the fake endpoint;
+    marked ``uses_upstream``, it also proxies to the fake upstream, with a 2-second idle timeout."""
+    if request.node.get_closest_marker("uses_upstream"):
+        return make_app(OAUTH_TOKEN_URL=request.getfixturevalue("token_server").url,
+                        UPSTREAM_URL=request.getfixturevalue("upstream").url, UPSTREAM_READ_TIMEOUT=2)
     if request.node.get_closest_marker("uses_token_server"):
         return make_app(OAUTH_TOKEN_URL=request.getfixturevalue("token_server").url)
     return make_app()
@@ -95,8 +102,30 @@ def server(tmp_path):
 
 
 @pytest.fixture
+def upstream():
+    """The fake Codex upstream (tests/fixtureapps/upstream.py) on loopback."""
+    server = FakeUpstream().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
 def token_server():
     """The fake OAuth token endpoint (tests/fixtureapps/token_server.py) on loopback."""
     server = TokenServer().start()
     yield server
+    server.stop()
+
+
+@pytest.fixture
+def proxied(make_app, tmp_path, upstream, token_server):
+    """The real server in front of the fake upstream, with account "a" in its pool and an API key:
+    (the server, the key, an in-process app on the same database to look at it)."""
+    app = make_app(CLOCK=time.time)  # the server's clock is the real one
+    pool_account(app, time.time, "a")
+    with app.app_context(), store.db.connection_context():
+        _, key = keys.create({"name": "client"}, int(time.time() * 1000))
+    server = Server(tmp_path / "data", UPSTREAM_URL=upstream.url, OAUTH_TOKEN_URL=token_server.url, THREADS=40)
+    server.start()
+    yield server, key, app
     server.stop()

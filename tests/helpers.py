@@ -382,3 +382,59 @@ def empty_postgres():
     database = connect_url(POSTGRES_URL)
     with database.connection_context(), database.bind_ctx(store.MODELS):
         database.drop_tables(store.MODELS, safe=True, cascade=True)
+
+
+# -- the proxy -------------------------------------------------------------------------------
+
+CODEX = "/backend-api/codex/responses"
+V1 = "/v1/responses"
+CODEX_BODY = {"model": "gpt-5.3-codex", "stream": True, "store": False, "input": [
+    {"type": "message", "role": "user", "content": [{"type": "input_text", "text": "say hi"}]}],
+    "tools": [], "tool_choice": "auto", "parallel_tool_calls": True, "prompt_cache_key": None}
+
+
+def pool_account(app, clock, name, **columns):
+    """An account with credentials, imported as from ``<name>@example.com``'s auth.json in workspace
+    ``ws-<name>`` (the fake upstream's plans are keyed by that workspace); ``columns`` are then written."""
+    workspace = f"ws-{name}"
+    access = jwt({"exp": int(clock()) + 10 * 86400, "jti": f"access-{name}"})  # good for ten days of the clock
+    data = auth_json(id_token(email=f"{name}@example.com", workspace=workspace), account_id=workspace, access=access)
+    with app.app_context(), store.db.connection_context():
+        account, _ = credentials.import_auth_json(data, int(clock() * 1000))
+    if columns:
+        write(app, account.id, **columns)
+    return account.id
+
+
+def ask(client, body=None, path=CODEX, headers=None, **kwargs):
+    """POST a Responses request to the proxy (the Codex CLI's by default) and read the whole answer."""
+    payload = {key: value for key, value in {**CODEX_BODY, **(body or {})}.items() if value is not None}
+    response = client.post(path, json=payload, headers=headers or {}, **kwargs)
+    response.get_data()  # a stream is relayed, and logged, as it is read
+    return response
+
+
+def sse(data):
+    """The (type, parsed data) of each SSE event in a body."""
+    found = []
+    for block in data.decode().replace("\r\n", "\n").split("\n\n"):
+        lines = block.strip("\n").split("\n")
+        kind = next((line[6:].strip() for line in lines if line.startswith("event:")), None)
+        payload = "\n".join(line[5:].lstrip() for line in lines if line.startswith("data:"))
+        if kind or payload:
+            found.append((kind, json.loads(payload) if payload else None))
+    return found
+
+
+def logs(app):
+    """Every stored request log, oldest first."""
+    with app.app_context(), store.db.connection_context():
+        return list(store.RequestLog.select().order_by(store.RequestLog.id))
+
+
+def openai_error(response):
+    """The (status, code, type) of an OpenAI-envelope error answer; the envelope's shape checked."""
+    error = response.get_json()["error"]
+    assert set(error) >= {"message", "type", "code", "param"} and error["param"] is None, error
+    assert isinstance(error["message"], str) and error["message"]
+    return response.status_code, error["code"], error["type"]

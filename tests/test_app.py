@@ -51,14 +51,17 @@ def served(monkeypatch, tmp_path, argv=(), **variables):
 
 def test_main_serves_on_the_loopback_default(monkeypatch, tmp_path, capsys):
     app, options = served(monkeypatch, tmp_path)
-    assert (options["host"], options["port"], options["threads"]) == ("127.0.0.1", 2455, 8)
+    assert (options["host"], options["port"], options["threads"]) == ("127.0.0.1", 2455, 32)
+    assert options["max_request_body_size"] == 32 * 1048576 + 1  # the proxy's limit, the larger
     assert options["max_request_body_size"] > app.config["MAX_BODY_BYTES"]
     assert capsys.readouterr().err == ""
 
 
 def test_main_bounds_what_waitress_reads_and_holds(monkeypatch, tmp_path):
-    _, options = served(monkeypatch, tmp_path, MAX_BODY_BYTES="4096", CONNECTION_LIMIT="300", CHANNEL_TIMEOUT="45")
-    # waitress refuses a body of max_request_body_size bytes or more: 4096 itself gets through.
+    _, options = served(monkeypatch, tmp_path, MAX_BODY_BYTES="4096", PROXY_MAX_BODY_BYTES="2048",
+                        CONNECTION_LIMIT="300", CHANNEL_TIMEOUT="45")
+    # waitress refuses a body of max_request_body_size bytes or more: 4096 itself gets through. One
+    # limit for every path, the larger of the two; the app holds each route to its own.
     assert options["max_request_body_size"] == 4097
     assert (options["connection_limit"], options["channel_timeout"]) == (300, 45)
 
@@ -256,10 +259,23 @@ def test_a_declared_body_over_the_limit_is_refused_before_a_byte_of_it_is_read(s
     assert json.loads(body) == TOO_LARGE
 
 
-def test_a_chunked_body_over_the_limit_is_refused_as_it_arrives(server):
+def test_a_chunked_body_over_the_limit_is_refused_as_it_arrives(tmp_path):
     # One chunk a byte over the limit, and nothing after it: the refusal comes once the limit is
     # crossed, with nothing left unread (unread bytes would turn the server's close into a reset).
-    data = post_head("Transfer-Encoding: chunked") + b"%x\r\n" % (LIMIT + 1) + b"x" * (LIMIT + 1)
+    # waitress holds every path to the larger limit, here the dashboard's.
+    if POSTGRES_URL:
+        empty_postgres()
+    server = Server(tmp_path / "data", PROXY_MAX_BODY_BYTES=LIMIT).start()
+    try:
+        data = post_head("Transfer-Encoding: chunked") + b"%x\r\n" % (LIMIT + 1) + b"x" * (LIMIT + 1)
+        status, head, body = raw_exchange(server.port, data)
+        assert status == 413 and json.loads(body) == TOO_LARGE
+    finally:
+        server.stop()
+
+
+def test_a_whole_chunked_body_over_the_dashboard_limit_is_refused_by_the_app(server):
+    data = post_head("Transfer-Encoding: chunked") + b"%x\r\n" % (LIMIT + 1) + b"x" * (LIMIT + 1) + b"\r\n0\r\n\r\n"
     status, head, body = raw_exchange(server.port, data)
     assert status == 413 and json.loads(body) == TOO_LARGE
 

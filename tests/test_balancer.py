@@ -133,6 +133,8 @@ def test_a_stream_that_starts_marks_the_account_used_and_ends_a_wait():
     (200, {"code": "usage_limit_reached", "resets_in_seconds": 30}, {},  # inside a response.failed event
      ("failover", "rate_limit", "usage_limit_reached", {"status": "rate_limited", "resets_at": NOW + 30_000})),
     (500, {"message": "boom"}, {}, ("failover", "error", "upstream_error", {})),
+    (200, {"code": "server_is_overloaded"}, {}, ("failover", "error", "server_is_overloaded", {})),
+    (200, {"code": "context_length_exceeded"}, {}, ("pass_through", "error", "context_length_exceeded", {})),
     (400, {"code": "context_length_exceeded"}, {}, ("pass_through", "error", "context_length_exceeded", {})),
 ])
 def test_what_an_upstream_error_does_to_the_account(status, error, headers, expected):

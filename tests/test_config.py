@@ -49,7 +49,7 @@ def test_settings_come_from_defaults_then_environment_then_overrides():
                          overrides={"BILLING_CYCLE_DAY": 3})
     assert (loaded["HOST"], loaded["PORT"], loaded["BILLING_CYCLE_DAY"]) == ("0.0.0.0", 8080, 3)
     assert loaded["INGEST_TOKEN"] is None  # an empty variable means unset
-    assert loaded["THREADS"] == 8 and loaded["TRUSTED_PROXIES"] == 0 and loaded["MAX_BODY_BYTES"] == 1048576
+    assert loaded["THREADS"] == 32 and loaded["TRUSTED_PROXIES"] == 0 and loaded["MAX_BODY_BYTES"] == 1048576
     assert "UNKNOWN" not in loaded
 
 

@@ -1,0 +1,220 @@
+"""The pool at work: one client request tried on up to three accounts, then relayed.
+
+No Flask request in here: the proxy hands over a ``Call`` (what to send) and
+a ``Ledger`` (lb.ledger: what to log and write). ``send`` returns a Served
+answer to relay, a Failed one to pass to the client as it is, or the
+balancer's refusal. The app context is needed for a token refresh; a
+database connection is borrowed for each short read and never held while
+the upstream or the client is awaited.
+"""
+import json
+import logging
+from typing import Iterator, NamedTuple, Optional
+
+import urllib3
+
+from lb import balancer, refresh
+from lb.errors import openai_error
+from lb.store import Account, db
+from lb.upstream import PARSED, Event, chunks, error_of, events
+
+log = logging.getLogger(__name__)
+
+MAX_ACCOUNTS = 3
+ERROR_BODY_BYTES = 1 << 20  # what is kept of an upstream error answer
+FAILED_EVENTS = ("response.failed", "error")
+
+
+class Call(NamedTuple):
+    """What to send upstream: ``headers`` are the client's, already filtered by the proxy."""
+
+    path: str
+    body: bytes
+    headers: dict
+    stream: bool  # an SSE answer (responses) or one JSON answer (compaction)
+    cache_key: Optional[str] = None  # the prompt_cache_key, when sticky sessions are on
+    parse: tuple = PARSED  # the event types whose JSON the caller needs
+
+
+class Served(NamedTuple):
+    """A 200 to relay: a stream with its first event read, or a whole JSON body."""
+
+    account_id: str
+    headers: dict  # for the client
+    response: object  # the urllib3 answer, released by close()
+    first: Optional[Event] = None
+    rest: Optional[Iterator[Event]] = None
+    body: Optional[bytes] = None
+
+    def close(self):
+        self.response.close()
+        self.response.release_conn()
+
+
+class Failed(NamedTuple):
+    """An answer that ends an attempt; passed to the client as it is when it is the last one."""
+
+    status: int
+    headers: dict
+    body: bytes
+    log_status: str
+    error_code: str
+    failover: bool  # another account may answer better
+
+
+def client_headers(headers):
+    """What goes back to the client of an upstream answer: its type, the x-codex-* usage, its request id."""
+    kept = {name: value for name, value in headers.items() if name.startswith("x-codex-")}
+    for name in ("content-type", "x-request-id"):
+        if name in headers:
+            kept[name] = headers[name]
+    return kept
+
+
+def _failed(status, code, message, log_code):
+    """A failed attempt the proxy answers itself (no upstream answer to pass on)."""
+    body = json.dumps(openai_error(status, code, message)).encode()
+    return Failed(status, {"content-type": "application/json"}, body, "error", log_code, failover=True)
+
+
+# -- the attempts --------------------------------------------------------------------------
+
+def send(call, ledger, upstream):
+    """Try ``call`` on the eligible accounts, at most MAX_ACCOUNTS of them, in the balancer's order."""
+    tried, failed = [], None
+    pinned = ledger.pinned(call.cache_key) if call.cache_key else None
+    for _ in range(MAX_ACCOUNTS):
+        now = ledger.now()
+        with db.connection_context():
+            accounts = list(Account.select())
+        choice = balancer.choose(accounts, now, pinned, tried)
+        if choice.account is None:
+            return failed or choice
+        tried.append(choice.account.id)
+        result = attempt(choice.account, call, upstream, ledger)
+        if not isinstance(result, Failed) or not result.failover:
+            return result
+        log.warning("account %s: upstream %d %s; trying another account", choice.account.id, result.status,
+                    result.error_code)
+        failed = result
+    return failed
+
+
+def attempt(account, call, upstream, ledger):
+    """One account's try: fresh credentials, the upstream's answer, and what it does to the account."""
+    now = ledger.now()
+    ledger.serving(account.id)
+    try:
+        answer = _open(upstream, call, _credentials(account.id, now))
+        if answer.status == 401:  # the token may have been revoked early: refresh once, ask again
+            _read(answer)
+            answer = _open(upstream, call, _credentials(account.id, now, force=True))
+            if answer.status == 401:
+                body = _read(answer)
+                ledger.write(account.id, {"status": "deactivated", "resets_at": None,
+                                          "status_reason": "upstream_unauthorized"})
+                return Failed(401, client_headers(_lower(answer.headers)), body, "error", "upstream_unauthorized",
+                              failover=True)
+    except refresh.RefreshFailed as failure:
+        return _failed(503, "no_accounts", f"The account's tokens could not be refreshed ({failure.code})",
+                       failure.code)
+    except urllib3.exceptions.HTTPError as exc:
+        return _unreachable(exc)
+    headers = _lower(answer.headers)
+    if answer.status >= 400:
+        body = _read(answer)
+        outcome = balancer.after_error(answer.status, _error_object(body), headers, now)
+        ledger.write(account.id, outcome.changes)
+        return Failed(answer.status, client_headers(headers), body, outcome.log_status, outcome.error_code,
+                      failover=outcome.action == "failover")
+    if not call.stream:
+        served = Served(account.id, client_headers(headers), answer, body=_read(answer, limit=None))
+    else:
+        stream = events(chunks(answer), parse=call.parse)
+        try:
+            first = next(stream)
+        except (StopIteration, urllib3.exceptions.HTTPError) as exc:
+            answer.close()
+            if isinstance(exc, StopIteration):
+                return _failed(502, "upstream_error", "The upstream ended the stream before any event",
+                               "stream_incomplete")
+            return _unreachable(exc)
+        if first.type in FAILED_EVENTS:
+            outcome = balancer.after_error(200, error_of(first), headers, now)
+            if outcome.action == "failover":
+                body = first.raw + _rest(stream)
+                answer.close()
+                ledger.write(account.id, outcome.changes)
+                return Failed(200, client_headers(headers), body, outcome.log_status, outcome.error_code,
+                              failover=True)
+        served = Served(account.id, client_headers(headers), answer, first=first, rest=stream)
+    ledger.change(account.id, balancer.after_success(account, headers, now).changes)
+    if call.cache_key:
+        ledger.pin(call.cache_key, account.id)
+    return served
+
+
+def _credentials(account_id, now, force=False):
+    with db.connection_context():
+        return refresh.fresh_credentials(account_id, now, force=force)
+
+
+def _open(upstream, call, credentials):
+    headers = dict(call.headers)
+    headers["Authorization"] = f"Bearer {credentials.access_token}"
+    headers["Content-Type"] = "application/json"
+    if credentials.chatgpt_account_id:
+        headers["chatgpt-account-id"] = credentials.chatgpt_account_id
+    return upstream.open(call.path, call.body, headers)
+
+
+def _unreachable(exc):
+    timeout = isinstance(exc, urllib3.exceptions.ReadTimeoutError)
+    log.warning("upstream %s: %s", "timed out" if timeout else "unreachable", type(exc).__name__)
+    return _failed(502, "upstream_error", "The upstream did not answer" if timeout else
+                   "The upstream could not be reached", "stream_idle_timeout" if timeout else "upstream_unavailable")
+
+
+def _lower(headers):
+    return {name.lower(): value for name, value in headers.items()}
+
+
+def _read(answer, limit=ERROR_BODY_BYTES):
+    """An answer's whole body (an error's cut at ``limit``); the connection goes back to the pool when it can."""
+    try:
+        body = answer.read(limit + 1 if limit else None)
+    except urllib3.exceptions.HTTPError:
+        body = b""
+    if limit and len(body) > limit:
+        answer.close()
+        body = body[:limit]
+    answer.release_conn()
+    return body
+
+
+def _rest(stream):
+    """The events after a failed first one (a short stream), for the client if no other account does better."""
+    rest = b""
+    try:
+        for event in stream:
+            rest += event.raw
+            if len(rest) > ERROR_BODY_BYTES:
+                break
+    except urllib3.exceptions.HTTPError:
+        pass
+    return rest
+
+
+def _error_object(body):
+    """The error object of an upstream error answer: ``{"error": {...}}``, ``{"detail": ...}`` or bare."""
+    try:
+        data = json.loads(body)
+    except (ValueError, RecursionError):
+        return {}
+    if not isinstance(data, dict):
+        return {}
+    if isinstance(data.get("error"), dict):
+        return data["error"]
+    if "detail" in data:
+        return {"message": str(data["detail"])}
+    return data

@@ -1,0 +1,93 @@
+"""A served answer on its way to the client: the SSE stream event by event, or one JSON body.
+
+``relay`` is the generator behind a streaming response. It runs after the
+request context is gone (waitress iterates it), so it takes everything it
+needs as arguments, and writes through the ledger on borrowed connections.
+"""
+import json
+import logging
+
+import urllib3
+
+from lb import balancer
+from lb.upstream import error_of, usage_of
+
+log = logging.getLogger(__name__)
+
+TERMINAL = ("response.completed", "response.incomplete", "response.failed")
+
+
+def record(event, ledger, headers):
+    """What a terminal or ``error`` event says of the request (and, for a usage limit, of the account)."""
+    if event.type == "response.completed":
+        ledger.outcome("ok", usage=usage_of(event))
+    elif event.type == "response.incomplete":
+        details = ((event.data or {}).get("response") or {}).get("incomplete_details")
+        reason = details.get("reason") if isinstance(details, dict) else None
+        ledger.outcome("ok", f"incomplete:{reason or 'unknown'}", usage_of(event))
+    else:
+        outcome = balancer.after_error(200, error_of(event), headers, ledger.now())
+        status_change = {k: v for k, v in outcome.changes.items() if k in ("status", "resets_at", "status_reason")}
+        ledger.change(ledger.account_id, status_change)
+        ledger.outcome(outcome.log_status, outcome.error_code, usage_of(event))
+
+
+def failed_event(code, message):
+    """The stream's own ``response.failed``: how a failure after the first byte reaches the client."""
+    data = {"type": "response.failed", "response": {"status": "failed", "error": {"code": code, "message": message}}}
+    return b"event: response.failed\ndata: " + json.dumps(data).encode() + b"\n\n"
+
+
+def relay(served, ledger, upstream_headers):
+    """Yield the upstream's events as they arrive; account changes are written once the first is out,
+    the request log when the stream ends, the client goes away, or the upstream fails."""
+    ended = False  # a terminal event reached the client
+    try:
+        for number, event in enumerate(_all(served)):
+            if event.type in TERMINAL or event.type == "error":
+                record(event, ledger, upstream_headers)
+                ended = ended or event.type in TERMINAL
+            yield event.raw
+            if number == 0:
+                ledger.flush()  # after the first byte: the client waits for nothing we write
+        if not ended:
+            ledger.outcome("error", "stream_incomplete")
+            yield failed_event("stream_incomplete", "The upstream ended the stream before the response was done")
+    except GeneratorExit:
+        if not ended:  # the client went away first: no penalty for the account
+            ledger.outcome("cancelled", "client_disconnected")
+        raise
+    except urllib3.exceptions.HTTPError as exc:
+        timeout = isinstance(exc, urllib3.exceptions.ReadTimeoutError)
+        code = "stream_idle_timeout" if timeout else "upstream_unavailable"
+        log.warning("account %s: the stream broke off (%s)", ledger.account_id, code)
+        ledger.outcome("error", code)
+        yield failed_event(code, "The upstream went silent" if timeout else "The upstream connection broke")
+    finally:
+        served.close()
+        ledger.finish()
+
+
+def _all(served):
+    yield served.first
+    yield from served.rest
+
+
+def collect(served, ledger, headers, parsed_type):
+    """Read a whole stream for one JSON answer: (terminal event or None, parsed data of ``parsed_type`` events)."""
+    terminal, items = None, []
+    try:
+        for event in _all(served):
+            if event.type == parsed_type and event.data is not None:
+                items.append(event.data)
+            elif event.type in TERMINAL or event.type == "error":
+                record(event, ledger, headers)
+                terminal = event if event.type in TERMINAL else terminal
+        if terminal is None and ledger.status == "ok":
+            ledger.outcome("error", "stream_incomplete")
+    except urllib3.exceptions.HTTPError as exc:
+        timeout = isinstance(exc, urllib3.exceptions.ReadTimeoutError)
+        ledger.outcome("error", "stream_idle_timeout" if timeout else "upstream_unavailable")
+    finally:
+        served.close()
+    return terminal, items

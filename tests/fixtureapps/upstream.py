@@ -1,0 +1,270 @@
+"""A fake Codex upstream: ``POST <url>/codex/responses`` streams OpenAI Responses events, ``.../compact`` answers JSON.
+
+Each request is recorded, then answered from its account's script (keyed by
+the chatgpt-account-id header, each answer used once, in order) or, once that
+is empty, by ``default``. A stream is sent as HTTP/1.1 chunks, one event per
+chunk written as soon as it is made, so a client sees the events one by one and
+the connection stays open for the next request. ``stop`` opens every gate and
+shuts the open connections down, so it never waits on an idle keep-alive client.
+"""
+import json
+import re
+import socket
+import threading
+import time
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+RESPONSES = "/backend-api/codex/responses"
+COMPACT = RESPONSES + "/compact"
+COMPACT_BODY = {"id": "resp_compact_1", "object": "response.compaction",
+                "output": [{"type": "compaction", "encrypted_content": "abc"}],
+                "usage": {"input_tokens": 50, "input_tokens_details": {"cached_tokens": 0},
+                          "output_tokens": 10, "total_tokens": 60}}
+END = b"0\r\n\r\n"  # the empty chunk that ends a chunked body
+
+
+@dataclass
+class Stream:
+    text: str = "Hello from the fake upstream"
+    usage: tuple = (120, 20, 30)  # input tokens, of which cached, output tokens
+    headers: dict = field(default_factory=dict)
+    delay: float = 0.0  # seconds between events
+    first_delay: float = 0.0  # seconds between the headers and the first event
+    end: str = "completed"  # or "incomplete", "failed", "cut" (the body ends after the deltas)
+    error: dict = field(default_factory=lambda: {"code": "server_error", "message": "boom"})
+    first: str = None  # "failed" or "error": that is the first and only event
+    gate: threading.Event = None  # awaited (30 s at most) before the terminal event, or a cut body's end
+    deltas: int = 0  # the text in this many deltas; 0: one per word
+
+
+@dataclass
+class Fail:
+    status: int
+    body: object = field(default_factory=dict)  # a dict is sent as JSON, bytes as they are
+    headers: dict = field(default_factory=dict)
+
+
+@dataclass
+class Compact:
+    body: dict = None  # None: COMPACT_BODY
+    status: int = 200
+    headers: dict = field(default_factory=dict)
+
+
+@dataclass
+class Drop:
+    """Read the request, then close the connection without a word."""
+
+
+@dataclass
+class Recorded:
+    path: str
+    headers: dict  # names lower-cased
+    body: object  # the parsed JSON, else the raw bytes
+    account: str  # the chatgpt-account-id header, or None
+    raw: bytes = b""  # the body as received
+
+
+def _pieces(stream):
+    """The text cut into deltas that join back to it exactly: ``deltas`` even slices, else one per word."""
+    text, n = stream.text, stream.deltas
+    if n > 0:
+        return [text[len(text) * i // n:len(text) * (i + 1) // n] for i in range(n)]
+    return re.findall(r"\s*\S+\s*", text) or [text]
+
+
+def _events(stream, n, model):
+    """The stream's events as (type, fields); the last one is terminal unless the stream is cut."""
+    response = {"id": f"resp_{n}", "object": "response", "created_at": int(time.time()),
+                "status": "in_progress", "model": model, "output": []}
+    failed = ("response.failed", {"response": {**response, "status": "failed", "error": stream.error}})
+    if stream.first == "failed":
+        return [failed]
+    if stream.first == "error":
+        return [("error", stream.error)]
+    item = {"id": f"msg_{n}", "type": "message", "role": "assistant"}
+    where = {"item_id": item["id"], "output_index": 0, "content_index": 0}
+    events = [("response.created", {"response": response}),
+              ("response.in_progress", {"response": response}),
+              ("response.output_item.added",
+               {"output_index": 0, "item": {**item, "status": "in_progress", "content": []}}),
+              ("response.content_part.added", {**where, "part": {"type": "output_text", "text": ""}})]
+    events += [("response.output_text.delta", {**where, "delta": piece}) for piece in _pieces(stream)]
+    if stream.end == "failed":
+        return events + [failed]
+    if stream.end == "cut":
+        return events
+    part = {"type": "output_text", "text": stream.text, "annotations": []}
+    status = "completed" if stream.end == "completed" else "incomplete"
+    inputs, cached, outputs = stream.usage
+    usage = {"input_tokens": inputs, "input_tokens_details": {"cached_tokens": cached}, "output_tokens": outputs,
+             "output_tokens_details": {"reasoning_tokens": 0}, "total_tokens": inputs + outputs}
+    last = {**response, "status": status, "usage": usage}  # output stays empty, as with store: false
+    if status == "incomplete":
+        last["incomplete_details"] = {"reason": "max_output_tokens"}
+    return events + [("response.output_text.done", {**where, "text": stream.text}),
+                     ("response.content_part.done", {**where, "part": part}),
+                     ("response.output_item.done",
+                      {"output_index": 0, "item": {**item, "status": status, "content": [part]}}),
+                     (f"response.{status}", {"response": last})]
+
+
+def _chunk(seq, kind, fields):
+    """One SSE event, framed as one HTTP chunk so that it can be written on its own."""
+    data = json.dumps({"type": kind, "sequence_number": seq, **fields}, separators=(",", ":"))
+    event = f"event: {kind}\ndata: {data}\n\n".encode()
+    return b"%X\r\n%s\r\n" % (len(event), event)
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True  # small event chunks go out at once, not after a delayed ACK
+
+    def handle(self):
+        try:
+            super().handle()
+        except ConnectionError:
+            pass  # the client went away (or stop shut the connection): nothing left to say
+
+    def do_POST(self):
+        raw = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        headers = {name.lower(): value for name, value in self.headers.items()}
+        path = self.path.partition("?")[0]
+        n, body, answer = self.server.upstream._next(self.path, headers, raw, path in (RESPONSES, COMPACT))
+        if answer is None:
+            self._json(n, 404, {"detail": "Not Found"}, {})
+        elif isinstance(answer, Drop):
+            self.close_connection = True
+        elif isinstance(answer, Stream) and path == RESPONSES:
+            self._stream(n, answer, body.get("model") if isinstance(body, dict) else None)
+        else:
+            answer = Compact() if isinstance(answer, Stream) else answer
+            self._json(n, answer.status, COMPACT_BODY if answer.body is None else answer.body, answer.headers)
+
+    def _head(self, n, status, headers):
+        self.send_response_only(status)  # no Date, Server or log line: cheaper
+        for name, value in {"x-request-id": f"req_{n}", **headers}.items():
+            self.send_header(name, value)
+        self.end_headers()
+
+    def _json(self, n, status, body, headers):
+        data = body if isinstance(body, bytes) else json.dumps(body).encode()
+        self._head(n, status, {"Content-Type": "application/json", "Content-Length": str(len(data)), **headers})
+        self.wfile.write(data)
+
+    def _stream(self, n, stream, model):
+        chunks = [_chunk(seq, kind, fields) for seq, (kind, fields) in enumerate(_events(stream, n, model))]
+        if stream.end == "cut" and stream.first is None:
+            chunks.append(END)
+        else:
+            chunks[-1] += END  # the terminal event and the end of the body in one write
+        self._head(n, 200, {"Content-Type": "text/event-stream", "Transfer-Encoding": "chunked", **stream.headers})
+        for i, chunk in enumerate(chunks):
+            pause = stream.delay if i else stream.first_delay
+            if pause:
+                self.server.upstream._stopped.wait(pause)  # a sleep that stop cuts short
+            if stream.gate is not None and i == len(chunks) - 1:
+                stream.gate.wait(timeout=30)
+            self.wfile.write(chunk)  # unbuffered: each event goes out now
+
+    def log_message(self, *args):
+        pass  # quiet: the test reads upstream.requests instead
+
+
+class _Server(ThreadingHTTPServer):
+    """Keeps the open connections, so that stop can shut down those a client keeps alive."""
+
+    daemon_threads = True
+    request_queue_size = 128  # a benchmark opens 64 streams at once
+
+    def __init__(self, upstream):
+        self.upstream = upstream
+        self.open = set()
+        self.open_lock = threading.Lock()
+        super().__init__(("127.0.0.1", 0), _Handler)
+
+    def process_request(self, request, client_address):
+        with self.open_lock:  # here, in the accepting thread, so none is missed once shutdown() returns
+            self.open.add(request)
+        super().process_request(request, client_address)
+
+    def shutdown_request(self, request):
+        with self.open_lock:
+            self.open.discard(request)
+        super().shutdown_request(request)
+
+    def close_connections(self):
+        with self.open_lock:
+            for request in self.open:
+                try:
+                    request.shutdown(socket.SHUT_RDWR)  # a handler blocked reading the next request sees the end
+                except OSError:
+                    pass
+
+
+class FakeUpstream:
+    def __init__(self):
+        self.requests = []  # Recorded, in arrival order
+        self.default = Stream()
+        self._scripts = {}  # account id -> answers not used yet
+        self._lock = threading.Lock()
+        self._gates = []
+        self._stopped = threading.Event()
+        self._httpd = None
+        self._thread = None
+
+    @property
+    def url(self):
+        return f"http://127.0.0.1:{self._httpd.server_address[1]}/backend-api"
+
+    def plan(self, account, *answers):
+        """Append answers to the script of requests carrying this chatgpt-account-id."""
+        with self._lock:
+            self._scripts.setdefault(account, []).extend(answers)
+
+    def count(self, path_suffix=None):
+        """How many requests came, or only those whose path ends with ``path_suffix``."""
+        with self._lock:
+            return sum(1 for r in self.requests if path_suffix is None or r.path.endswith(path_suffix))
+
+    def accounts(self):
+        """The chatgpt-account-id of each request, in order (None where it had none)."""
+        with self._lock:
+            return [r.account for r in self.requests]
+
+    def _next(self, path, headers, raw, scripted):
+        """Record a request; give its number, its body and, when ``scripted``, its answer."""
+        try:
+            body = json.loads(raw)
+        except ValueError:
+            body = raw
+        account = headers.get("chatgpt-account-id")
+        with self._lock:
+            self.requests.append(Recorded(path, headers, body, account, raw))
+            if not scripted:
+                return len(self.requests), body, None
+            script = self._scripts.get(account)
+            answer = script.pop(0) if script else self.default
+            if getattr(answer, "gate", None) is not None:
+                self._gates.append(answer.gate)
+                if self._stopped.is_set():  # stop has opened the gates already: this one must not hold it up
+                    answer.gate.set()
+            return len(self.requests), body, answer
+
+    def start(self):
+        self._httpd = _Server(self)
+        self._thread = threading.Thread(target=self._httpd.serve_forever, kwargs={"poll_interval": 0.05},
+                                        name="fake-upstream", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self):
+        with self._lock:
+            self._stopped.set()
+            for gate in self._gates:
+                gate.set()
+        self._httpd.shutdown()
+        self._httpd.close_connections()
+        self._httpd.server_close()  # closes the socket, joins the handler threads
+        self._thread.join(timeout=10)

@@ -1,0 +1,180 @@
+"""The fake Codex upstream (tests/fixtureapps/upstream.py) itself: what the proxy tests lean on.
+
+Its stream must look like the real backend's, event by event; its scripts
+must answer per account, in order; and stop must not hang on a client that
+keeps its connection open.
+"""
+import http.client
+import json
+import threading
+import time
+from urllib.parse import urlsplit
+
+import pytest
+
+from fixtureapps.upstream import COMPACT_BODY, Compact, Drop, Fail, FakeUpstream, Stream
+
+RESPONSES = "/backend-api/codex/responses"
+COMPACT = RESPONSES + "/compact"
+
+
+@pytest.fixture
+def up():
+    upstream = FakeUpstream().start()
+    yield upstream
+    upstream.stop()
+
+
+@pytest.fixture
+def conn(up):
+    connection = connect(up)
+    yield connection
+    connection.close()
+
+
+def connect(up):
+    return http.client.HTTPConnection("127.0.0.1", urlsplit(up.url).port, timeout=10)
+
+
+def post(conn, path=RESPONSES, account=None, body=None):
+    """Send a request and give the response, unread."""
+    headers = {"Content-Type": "application/json"}
+    if account:
+        headers["ChatGPT-Account-Id"] = account
+    conn.request("POST", path, json.dumps(body or {"model": "gpt-5-codex", "stream": True}), headers)
+    return conn.getresponse()
+
+
+def parse(data):
+    """The SSE events of a body, each checked to repeat its event name as its type."""
+    events = []
+    for block in data.decode().split("\n\n")[:-1]:
+        kind, payload = block.split("\n")
+        event = json.loads(payload.removeprefix("data: "))
+        assert kind == "event: " + event["type"]
+        events.append(event)
+    return events
+
+
+def test_a_stream_is_the_real_backends_sequence_of_events_in_chunks(up, conn):
+    response = post(conn, account="acct-a")
+    assert response.status == 200
+    assert response.getheader("Content-Type") == "text/event-stream"
+    assert response.getheader("Transfer-Encoding") == "chunked"
+    assert response.getheader("x-request-id") == "req_1"
+    events = parse(response.read())
+    assert [e["type"] for e in events] == [
+        "response.created", "response.in_progress", "response.output_item.added", "response.content_part.added",
+        *["response.output_text.delta"] * 5, "response.output_text.done", "response.content_part.done",
+        "response.output_item.done", "response.completed"]
+    assert [e["sequence_number"] for e in events] == list(range(len(events)))
+    assert "".join(e["delta"] for e in events if "delta" in e) == "Hello from the fake upstream"
+    assert events[0]["response"]["model"] == "gpt-5-codex"
+    done = events[-1]["response"]
+    assert done["status"] == "completed" and done["output"] == [] and done["id"] == "resp_1"
+    assert done["usage"] == {"input_tokens": 120, "input_tokens_details": {"cached_tokens": 20}, "output_tokens": 30,
+                             "output_tokens_details": {"reasoning_tokens": 0}, "total_tokens": 150}
+    recorded = up.requests[0]
+    assert (recorded.path, recorded.account, recorded.body["model"]) == (RESPONSES, "acct-a", "gpt-5-codex")
+    assert recorded.headers["chatgpt-account-id"] == "acct-a"
+
+
+def test_each_account_has_its_own_script_used_once_in_order_then_the_default(up, conn):
+    limit = {"error": {"type": "usage_limit_reached", "message": "The usage limit has been reached",
+                       "plan_type": "plus", "resets_at": 1790000000}}
+    up.plan("acct-a", Fail(429, limit, {"Retry-After": "7"}), Stream(text="second"))
+    up.default = Stream(text="default")
+
+    first = post(conn, account="acct-a")
+    assert (first.status, first.getheader("Retry-After"), json.loads(first.read())) == (429, "7", limit)
+    texts = []
+    for account in ("acct-b", "acct-a", "acct-a", None):
+        events = parse(post(conn, account=account).read())  # all on one kept-alive connection
+        texts.append(events[-2]["item"]["content"][0]["text"])
+    assert texts == ["default", "second", "default", "default"]
+    assert up.accounts() == ["acct-a", "acct-b", "acct-a", "acct-a", None]
+
+
+@pytest.mark.parametrize("stream, last", [
+    (Stream(end="incomplete"), {"type": "response.incomplete"}),
+    (Stream(end="failed", error={"code": "x", "message": "y"}), {"type": "response.failed"}),
+    (Stream(end="cut"), {"type": "response.output_text.delta"}),
+    (Stream(first="failed"), {"type": "response.failed", "sequence_number": 0}),
+    (Stream(first="error", error={"code": "x", "message": "y"}),
+     {"type": "error", "sequence_number": 0, "code": "x", "message": "y"}),
+])
+def test_a_stream_ends_as_planned(up, conn, stream, last):
+    up.default = stream
+    events = parse(post(conn).read())
+    assert last.items() <= events[-1].items()
+    assert not any(e["type"] == "response.completed" for e in events)
+    if stream.end == "incomplete":
+        assert events[-1]["response"]["incomplete_details"] == {"reason": "max_output_tokens"}
+        assert events[-1]["response"]["usage"]["total_tokens"] == 150
+    if "failed" in (stream.end, stream.first):
+        assert events[-1]["response"]["error"] == stream.error
+    if stream.first:
+        assert len(events) == 1
+
+
+def test_the_text_in_n_deltas_and_extra_headers(up, conn):
+    up.default = Stream(text="abcdefg", deltas=3, headers={"x-codex-primary-used-percent": "42"})
+    response = post(conn)
+    assert response.getheader("x-codex-primary-used-percent") == "42"
+    assert [e["delta"] for e in parse(response.read()) if "delta" in e] == ["ab", "cd", "efg"]
+
+
+def test_events_arrive_one_by_one_while_the_gate_holds_the_end(up, conn):
+    gate = threading.Event()
+    up.default = Stream(gate=gate)
+    response = post(conn)
+    seen = b""
+    while b"response.output_item.done" not in seen:
+        seen += response.readline()  # each line comes as its chunk arrives, before the stream ends
+    assert b"response.completed" not in seen
+    gate.set()
+    assert parse(seen + response.read())[-1]["type"] == "response.completed"
+
+
+def test_compact_answers_json_even_when_the_script_says_stream(up, conn):
+    up.plan("acct-a", Stream(), Compact({"id": "c2"}, status=202, headers={"x-extra": "1"}))
+    first = post(conn, COMPACT, "acct-a")
+    assert (first.status, first.getheader("Content-Type"), json.loads(first.read())) == (
+        200, "application/json", COMPACT_BODY)
+    second = post(conn, COMPACT, "acct-a")
+    assert (second.status, second.getheader("x-extra"), json.loads(second.read())) == (202, "1", {"id": "c2"})
+    assert (up.count(), up.count("/compact"), up.count("/responses")) == (2, 2, 0)
+
+
+def test_an_unknown_path_is_404_and_a_raw_body_is_kept_as_bytes(up, conn):
+    conn.request("POST", "/backend-api/other", b"not json")
+    response = conn.getresponse()
+    assert (response.status, json.loads(response.read())) == (404, {"detail": "Not Found"})
+    recorded = up.requests[0]
+    assert (recorded.path, recorded.body, recorded.account) == ("/backend-api/other", b"not json", None)
+
+
+def test_drop_closes_the_connection_without_an_answer(up, conn):
+    up.plan("acct-a", Drop())
+    with pytest.raises(http.client.RemoteDisconnected):
+        post(conn, account="acct-a")
+    conn.close()
+    assert post(conn, account="acct-a").status == 200  # a new connection gets the default
+    assert up.count() == 2
+
+
+def test_stop_does_not_wait_for_kept_alive_clients_or_held_streams():
+    up = FakeUpstream().start()
+    idle, held, slow = connect(up), connect(up), connect(up)
+    try:
+        post(idle).read()  # the connection stays open, its handler waiting for the next request
+        up.plan("held", Stream(gate=threading.Event()))
+        post(held, account="held").readline()
+        up.plan("slow", Stream(delay=60))
+        post(slow, account="slow").readline()
+        started = time.monotonic()
+        up.stop()
+        assert time.monotonic() - started < 2
+    finally:
+        for connection in (idle, held, slow):
+            connection.close()
