@@ -7,7 +7,7 @@ from datetime import datetime, timezone
 
 import click
 
-from lb import rollups
+from lb import rollups, store
 from lb.clock import DAY_MS, iso, now_ms, parse_time
 from lb.errors import ApiError, invalid
 from lb.fields import get_str
@@ -146,7 +146,7 @@ def authenticate(presented, now):
     """The enabled, unexpired key behind a presented ``sk-clb-...`` string, or None (constant work: a hash lookup)."""
     if not isinstance(presented, str) or not presented.startswith(PREFIX) or len(presented) > 200:
         return None
-    key = ApiKey.get_or_none(ApiKey.key_hash == key_hash(presented))
+    key = store.api_key_by_hash(key_hash(presented))
     if key is None or not key.enabled or (key.expires_at is not None and key.expires_at <= now):
         return None
     return key

@@ -10,10 +10,10 @@ import secrets
 import time
 import uuid
 
-from lb import ingest
+from lb import ingest, store
 from lb.clock import HOUR_MS
 from lb.ingest import LogRow
-from lb.store import Account, ApiKey, StickyPin, db
+from lb.store import StickyPin, db
 from lb.upstream import Usage
 
 STICKY_MS = HOUR_MS  # a prompt_cache_key unseen this long is free to go to any account
@@ -62,10 +62,9 @@ class Ledger:
             self.usage = usage
 
     def pinned(self, cache_key):
-        """The account that served ``cache_key`` within the last hour, if any."""
-        with db.connection_context():
-            pin = StickyPin.get_or_none(StickyPin.key == pin_key(cache_key))
-        return pin.account_id if pin is not None and pin.seen_at > self.now() - STICKY_MS else None
+        """The account that served ``cache_key`` within the last hour, if any (on the open connection)."""
+        pin = store.sticky_pin(pin_key(cache_key))
+        return pin[0] if pin is not None and pin[1] > self.now() - STICKY_MS else None
 
     def pin(self, cache_key, account_id):
         self._pin = (pin_key(cache_key), account_id)
@@ -102,15 +101,13 @@ class Ledger:
         self._changes = {}
         if self._pin:
             key, account_id = self._pin
-            StickyPin.insert(key=key, account_id=account_id, seen_at=now).on_conflict(
-                conflict_target=[StickyPin.key], update={StickyPin.account_id: account_id,
-                                                         StickyPin.seen_at: now}).execute()
+            store.save_pin(key, account_id, now)
             self._pin = None
             if now - _pruned_at[0] >= PRUNE_MS:
                 _pruned_at[0] = now
                 StickyPin.delete().where(StickyPin.seen_at <= now - STICKY_MS).execute()
         if self._key_use:
-            ApiKey.update(last_used_at=now).where(ApiKey.id == self.api_key_id).execute()
+            store.key_used(self.api_key_id, now)
             self._key_use = False
 
 
@@ -118,8 +115,6 @@ def _apply(account_id, changes, now):
     """What an upstream answer did to an account. A status change stamps updatedAt and never touches a pause."""
     if not changes:
         return
-    where = Account.id == account_id
     if "status" in changes:
         changes = {**changes, "updated_at": now}
-        where &= Account.status != "paused"
-    Account.update(**changes).where(where).execute()
+    store.update_account(account_id, changes, keep_pause="status" in changes)

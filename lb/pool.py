@@ -13,10 +13,10 @@ from typing import Iterator, NamedTuple, Optional
 
 import urllib3
 
-from lb import balancer, refresh
+from lb import balancer, refresh, store
 from lb.errors import openai_error
-from lb.store import Account, db
-from lb.upstream import PARSED, Event, chunks, error_of, events
+from lb.store import db
+from lb.upstream import PARSED, batches, chunks, error_of
 
 log = logging.getLogger(__name__)
 
@@ -37,14 +37,18 @@ class Call(NamedTuple):
 
 
 class Served(NamedTuple):
-    """A 200 to relay: a stream with its first event read, or a whole JSON body."""
+    """A 200 to relay: a stream with its first batch of events read, or a whole JSON body."""
 
     account_id: str
     headers: dict  # for the client
     response: object  # the urllib3 answer, released by close()
-    first: Optional[Event] = None
-    rest: Optional[Iterator[Event]] = None
+    first: Optional[list] = None  # the Events that arrived first
+    rest: Optional[Iterator[list]] = None  # the later ones, a list per read
     body: Optional[bytes] = None
+
+    def batches(self):
+        yield self.first
+        yield from self.rest
 
     def close(self):
         self.response.close()
@@ -80,14 +84,18 @@ def _failed(status, code, message, log_code):
 # -- the attempts --------------------------------------------------------------------------
 
 def send(call, ledger, upstream):
-    """Try ``call`` on the eligible accounts, at most MAX_ACCOUNTS of them, in the balancer's order."""
+    """Try ``call`` on the eligible accounts, at most MAX_ACCOUNTS of them, in the balancer's order.
+
+    The request's database connection is used to choose, and released before
+    the upstream is called; a failover takes one again.
+    """
     tried, failed = [], None
+    db.connect(reuse_if_open=True)
     pinned = ledger.pinned(call.cache_key) if call.cache_key else None
     for _ in range(MAX_ACCOUNTS):
         now = ledger.now()
-        with db.connection_context():
-            accounts = list(Account.select())
-        choice = balancer.choose(accounts, now, pinned, tried)
+        db.connect(reuse_if_open=True)
+        choice = balancer.choose(store.all_accounts(), now, pinned, tried)
         if choice.account is None:
             return failed or choice
         tried.append(choice.account.id)
@@ -105,7 +113,11 @@ def attempt(account, call, upstream, ledger):
     now = ledger.now()
     ledger.serving(account.id)
     try:
-        answer = _open(upstream, call, _credentials(account.id, now))
+        try:
+            credentials = refresh.fresh_credentials(account.id, now, account=account)
+        finally:
+            db.close()  # nothing is held while the upstream is awaited
+        answer = _open(upstream, call, credentials)
         if answer.status == 401:  # the token may have been revoked early: refresh once, ask again
             _read(answer)
             answer = _open(upstream, call, _credentials(account.id, now, force=True))
@@ -130,24 +142,24 @@ def attempt(account, call, upstream, ledger):
     if not call.stream:
         served = Served(account.id, client_headers(headers), answer, body=_read(answer, limit=None))
     else:
-        stream = events(chunks(answer), parse=call.parse)
+        stream = batches(chunks(answer), parse=call.parse)
         try:
-            first = next(stream)
+            arrived = next(stream)
         except (StopIteration, urllib3.exceptions.HTTPError) as exc:
             answer.close()
             if isinstance(exc, StopIteration):
                 return _failed(502, "upstream_error", "The upstream ended the stream before any event",
                                "stream_incomplete")
             return _unreachable(exc)
-        if first.type in FAILED_EVENTS:
-            outcome = balancer.after_error(200, error_of(first), headers, now)
+        if arrived[0].type in FAILED_EVENTS:
+            outcome = balancer.after_error(200, error_of(arrived[0]), headers, now)
             if outcome.action == "failover":
-                body = first.raw + _rest(stream)
+                body = b"".join(event.raw for event in arrived) + _rest(stream)
                 answer.close()
                 ledger.write(account.id, outcome.changes)
                 return Failed(200, client_headers(headers), body, outcome.log_status, outcome.error_code,
                               failover=True)
-        served = Served(account.id, client_headers(headers), answer, first=first, rest=stream)
+        served = Served(account.id, client_headers(headers), answer, first=arrived, rest=stream)
     ledger.change(account.id, balancer.after_success(account, headers, now).changes)
     if call.cache_key:
         ledger.pin(call.cache_key, account.id)
@@ -196,8 +208,8 @@ def _rest(stream):
     """The events after a failed first one (a short stream), for the client if no other account does better."""
     rest = b""
     try:
-        for event in stream:
-            rest += event.raw
+        for batch in stream:
+            rest += b"".join(event.raw for event in batch)
             if len(rest) > ERROR_BODY_BYTES:
                 break
     except urllib3.exceptions.HTTPError:

@@ -2,9 +2,10 @@
 
 Each view checks the request (key, model, key limits), hands it to the pool
 (lb.pool) and answers: the stream relayed as it arrives, one JSON answer, or
-the upstream's own error. These routes hold no database connection
-(lb.database leaves them out of its per-request hooks), and errors on their
-paths come in the OpenAI envelope (lb.errors).
+the upstream's own error. The request's database connection is released
+before the upstream is called (lb.pool), and the stream writes its log on a
+connection of its own when it ends (lb.ledger). Errors on these paths come in
+the OpenAI envelope (lb.errors).
 """
 import json
 
@@ -16,7 +17,6 @@ from lb.balancer import Choice
 from lb.clock import iso, now_ms
 from lb.errors import ApiError, body, openai_error, takes_large_json
 from lb.ledger import Ledger
-from lb.store import db
 from lb.upstream import PARSED, Event, Upstream, usage_of
 
 bp = Blueprint("proxy", __name__)
@@ -63,9 +63,8 @@ def admit(data, key, now):
 def _begin(data):
     """Admit the request; its Ledger, and its prompt_cache_key if sticky sessions are on."""
     clock = current_app.config["CLOCK"]
-    with db.connection_context():
-        model = admit(data, g.api_key, now_ms())
-        sticky = store.settings().sticky_sessions
+    model = admit(data, g.api_key, now_ms())
+    sticky = store.settings().sticky_sessions
     cache_key = data.get("prompt_cache_key")
     sticky_key = cache_key.strip() if sticky and isinstance(cache_key, str) and cache_key.strip() else None
     return Ledger(lambda: int(clock() * 1000), model, g.api_key), sticky_key
@@ -201,8 +200,7 @@ def compact():
 @key_required
 def models():
     """The enabled catalog models this key may use, in the OpenAI list shape."""
-    with db.connection_context():
-        catalog = store.enabled_models()
+    catalog = store.enabled_models()
     key = g.api_key
     allowed = set(json.loads(key.allowed_models)) if key is not None and key.allowed_models is not None else None
     return jsonify(object="list", data=[

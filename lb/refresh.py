@@ -85,11 +85,12 @@ def is_expiring(access_token, last_refresh_at, now):
     return last_refresh_at is None or now - last_refresh_at >= REFRESH_INTERVAL_MS
 
 
-def fresh_credentials(account_id, now, force=False):
+def fresh_credentials(account_id, now, force=False, account=None):
     """The account's access token and ChatGPT account id, refreshed first when it expires within 5 minutes
-    (or ``force``: after an upstream 401). ``now`` in epoch ms. Needs an app context (the settings and the
-    encryption key) and an open database connection outside any transaction; raises RefreshFailed."""
-    account = _account(account_id)
+    (or ``force``: after an upstream 401). ``now`` in epoch ms; ``account``: its row, if just read. Needs an
+    app context (the settings and the encryption key) and an open database connection outside any
+    transaction; raises RefreshFailed."""
+    account = _account(account_id) if account is None or not has_credentials(account) else account
     credentials = _credentials(account)
     if force or is_expiring(credentials.access_token, account.last_refresh_at, now):
         return refresh(account, now)

@@ -39,17 +39,16 @@ def failed_event(code, message):
 
 
 def relay(served, ledger, upstream_headers):
-    """Yield the upstream's events as they arrive; account changes are written once the first is out,
-    the request log when the stream ends, the client goes away, or the upstream fails."""
+    """Yield the upstream's events as they arrive; when the stream ends, the client goes away or the upstream
+    fails, write the request log and the account's changes, in one transaction."""
     ended = False  # a terminal event reached the client
     try:
-        for number, event in enumerate(_all(served)):
-            if event.type in TERMINAL or event.type == "error":
-                record(event, ledger, upstream_headers)
-                ended = ended or event.type in TERMINAL
-            yield event.raw
-            if number == 0:
-                ledger.flush()  # after the first byte: the client waits for nothing we write
+        for batch in served.batches():  # what one read brought: passed on at once, in one write
+            for event in batch:
+                if event.type in TERMINAL or event.type == "error":
+                    record(event, ledger, upstream_headers)
+                    ended = ended or event.type in TERMINAL
+            yield batch[0].raw if len(batch) == 1 else b"".join(event.raw for event in batch)
         if not ended:
             ledger.outcome("error", "stream_incomplete")
             yield failed_event("stream_incomplete", "The upstream ended the stream before the response was done")
@@ -68,16 +67,11 @@ def relay(served, ledger, upstream_headers):
         ledger.finish()
 
 
-def _all(served):
-    yield served.first
-    yield from served.rest
-
-
 def collect(served, ledger, headers, parsed_type):
     """Read a whole stream for one JSON answer: (terminal event or None, parsed data of ``parsed_type`` events)."""
     terminal, items = None, []
     try:
-        for event in _all(served):
+        for event in (event for batch in served.batches() for event in batch):
             if event.type == parsed_type and event.data is not None:
                 items.append(event.data)
             elif event.type in TERMINAL or event.type == "error":

@@ -8,9 +8,10 @@ from collections import defaultdict
 from typing import NamedTuple
 
 import click
-from peewee import EXCLUDED, SQL, Case, chunked, fn
+from peewee import SQL, Case, chunked, fn
 
 from lb.clock import DAY_MS, HOUR_MS, HOURS_PER_DAY
+from lb import store
 from lb.store import FAILED_STATUSES, HourlyGroupUsage, HourlyUsage, RequestLog, db
 
 
@@ -57,14 +58,9 @@ def add_rows(rows):
 
 def _upsert(model, keys, groups):
     """Insert each group's sums, or add them to the row already there."""
-    if not groups:
-        return
-    fields = [getattr(model, name) for name in keys + SUMS]
-    update = {getattr(model, name): getattr(model, name) + getattr(EXCLUDED, name) for name in SUMS}
     rows = [(*(key if isinstance(key, tuple) else (key,)), *values) for key, values in groups.items()]
     for part in chunked(rows, 100):
-        model.insert_many(part, fields=fields).on_conflict(
-            conflict_target=[getattr(model, name) for name in keys], update=update).execute()
+        store.upsert_sums(model._meta.table_name, keys, SUMS, part)
 
 
 def _raw_sums(*keys):

@@ -79,8 +79,7 @@ def lock_settings():
 
 def price_table():
     """Map each catalog model id to its prices (input, cached input, output)."""
-    query = CatalogModel.select(CatalogModel.id, CatalogModel.input_price, CatalogModel.cached_input_price,
-                                CatalogModel.output_price)
+    query = CatalogModel.raw("SELECT id, input_price, cached_input_price, output_price FROM catalog_model")
     return {m.id: (Decimal(m.input_price), Decimal(m.cached_input_price), Decimal(m.output_price)) for m in query}
 
 
@@ -125,6 +124,63 @@ def live_session(token_hash, now):
     sql = _sql("SELECT * FROM dashboard_session WHERE token_hash = ? AND expires_at > ?")
     rows = list(DashboardSession.raw(sql, token_hash, now))
     return rows[0] if rows else None
+
+
+# -- the proxy's hot path: a handful of statements per request, none built by the query builder.
+
+def api_key_by_hash(key_hash):
+    rows = list(ApiKey.raw(_sql("SELECT * FROM api_key WHERE key_hash = ?"), key_hash))
+    return rows[0] if rows else None
+
+
+def all_accounts():
+    return list(Account.raw("SELECT * FROM account"))
+
+
+def account(account_id):
+    rows = list(Account.raw(_sql("SELECT * FROM account WHERE id = ?"), account_id))
+    return rows[0] if rows else None
+
+
+@functools.lru_cache(maxsize=64)
+def _update_account_sql(columns, keep_pause):
+    sets = ", ".join(f"{name} = ?" for name in columns)
+    return _sql(f"UPDATE account SET {sets} WHERE id = ?" + (" AND status <> 'paused'" if keep_pause else ""))
+
+
+def update_account(account_id, changes, keep_pause=False):
+    """Write ``changes`` (column: value) to one account; with ``keep_pause``, not if it is paused."""
+    columns = tuple(sorted(changes))
+    db.execute_sql(_update_account_sql(columns, keep_pause), [changes[c] for c in columns] + [account_id])
+
+
+def sticky_pin(key):
+    """(account id, seen at) of a pin, or None."""
+    return _execute("SELECT account_id, seen_at FROM sticky_pin WHERE key = ?", (key,)).fetchone()
+
+
+def save_pin(key, account_id, now):
+    _execute("INSERT INTO sticky_pin (key, account_id, seen_at) VALUES (?, ?, ?) ON CONFLICT (key) DO UPDATE "
+             "SET account_id = excluded.account_id, seen_at = excluded.seen_at", (key, account_id, now))
+
+
+def key_used(key_id, now):
+    _execute("UPDATE api_key SET last_used_at = ? WHERE id = ?", (now, key_id))
+
+
+@functools.lru_cache(maxsize=16)
+def _upsert_sums_sql(table, keys, sums, count):
+    columns = keys + sums
+    values = ", ".join(["(" + ", ".join("?" * len(columns)) + ")"] * count)
+    added = ", ".join(f"{name} = {table}.{name} + excluded.{name}" for name in sums)
+    return _sql(f"INSERT INTO {table} ({', '.join(columns)}) VALUES {values} "
+                f"ON CONFLICT ({', '.join(keys)}) DO UPDATE SET {added}")
+
+
+def upsert_sums(table, keys, sums, rows):
+    """Insert rows of (*keys, *sums) into a rollup table, or add their sums to the rows already there."""
+    params = [value for row in rows for value in row]
+    db.execute_sql(_upsert_sums_sql(table, tuple(keys), tuple(sums), len(rows)), params)
 
 
 def enabled_models():

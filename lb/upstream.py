@@ -1,8 +1,8 @@
 """The pooled HTTP client to the Codex upstream, and its SSE stream read event by event. No Flask inside.
 
-``Upstream.open`` sends a request and returns the answer unread; ``events``
+``Upstream.open`` sends a request and returns the answer unread; ``batches``
 cuts its body into SSE events as the bytes arrive, each passed on exactly as
-received, and parses the JSON of only the events that matter (the first one,
+received (those that arrived together, together), and parses the JSON of only the events that matter (the first one,
 and the terminal ones), never the stream of deltas.
 """
 import json
@@ -42,8 +42,9 @@ def _data(block):
     return data if isinstance(data, dict) else None
 
 
-def events(chunks, parse_first=True, parse=PARSED):
-    """Cut an iterable of byte chunks into Events as soon as each one is whole (a blank line ends it).
+def batches(chunks, parse_first=True, parse=PARSED):
+    """Cut an iterable of byte chunks into Events as soon as each one is whole (a blank line ends it),
+    given as a list per chunk: the events that chunk completed, to be passed on together.
 
     Line endings may be LF or CRLF; an event may be split across chunks. The
     JSON of an event is parsed when its type is in ``parse`` (by default the
@@ -54,15 +55,24 @@ def events(chunks, parse_first=True, parse=PARSED):
     first = parse_first
     for chunk in chunks:
         buffer += chunk
+        done = []
         while True:
             end, width = _boundary(buffer)
             if end < 0:
                 break
             raw, buffer = buffer[:end + width], buffer[end + width:]
-            yield _event(raw, first, parse)
+            done.append(_event(raw, first, parse))
             first = False
+        if done:
+            yield done
     if buffer.strip():
-        yield _event(buffer, first, parse)
+        yield [_event(buffer, first, parse)]
+
+
+def events(chunks, parse_first=True, parse=PARSED):
+    """The Events of ``batches``, one at a time."""
+    for batch in batches(chunks, parse_first, parse):
+        yield from batch
 
 
 def _boundary(buffer):

@@ -34,10 +34,10 @@ def test_pins_are_kept_hashed_and_lapsed_ones_pruned(app, clock):
         first.flush()
         with store.db.connection_context():
             [pin] = store.StickyPin.select()
-        assert pin.key == ledgers.pin_key("conversation-secret") and "secret" not in pin.key
-        assert first.pinned("conversation-secret") == account
-        now[0] += 2 * 3600_000
-        assert first.pinned("conversation-secret") is None  # an idle hour has passed
+            assert pin.key == ledgers.pin_key("conversation-secret") and "secret" not in pin.key
+            assert first.pinned("conversation-secret") == account
+            now[0] += 2 * 3600_000
+            assert first.pinned("conversation-secret") is None  # an idle hour has passed
         later = ledgers.Ledger(lambda: now[0], "gpt-5.3-codex")
         later.pin("another", account)
         later.flush()
