@@ -4,7 +4,7 @@ VENV = .venv
 BIN = $(VENV)/bin
 
 .DEFAULT_GOAL := help
-.PHONY: help run serve test test-sqlite test-postgres demo reset-auth bench soak clean
+.PHONY: help run serve test test-sqlite test-postgres codex-cli demo reset-auth bench bench-proxy soak clean
 
 help:  ## list the targets
 	@awk -F':.*## ' '/^[a-z-]+:.*## / {printf "  make %-14s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -25,10 +25,13 @@ serve: $(VENV)/.installed  ## the same under waitress (production)
 test: test-sqlite test-postgres  ## set up and run the whole suite on SQLite, then on PostgreSQL
 
 test-sqlite: $(VENV)/.installed  ## the suite on SQLite files only
-	$(BIN)/python -m pytest
+	CODEX_CLI="$$(scripts/codex-cli.sh)" $(BIN)/python -m pytest
 
 test-postgres: $(VENV)/.installed  ## the suite on a throwaway PostgreSQL server (Debian's postgresql)
-	scripts/with-postgres.sh $(BIN)/python -m pytest
+	CODEX_CLI="$$(scripts/codex-cli.sh)" scripts/with-postgres.sh $(BIN)/python -m pytest
+
+codex-cli:  ## install the pinned Codex CLI (npm) into ~/.cache/codex-lb, once per version; print its path
+	scripts/codex-cli.sh
 
 demo: $(VENV)/.installed  ## load demo accounts and 5,000 request logs
 	$(BIN)/flask --app lb demo-data
@@ -38,6 +41,9 @@ reset-auth: $(VENV)/.installed  ## recovery: remove the dashboard password, TOTP
 
 bench: $(VENV)/.installed  ## benchmark the real server at 10k, 100k and 1M logs (BENCH_ARGS=...)
 	$(BIN)/python bench/bench.py $(BENCH_ARGS)
+
+bench-proxy: $(VENV)/.installed  ## the proxy vs the fake upstream called directly: added latency, req/s, long streams (BENCH_ARGS=...)
+	$(BIN)/python bench/proxy_bench.py $(BENCH_ARGS)
 
 soak: $(VENV)/.installed  ## 60 s of writers and dashboard readers on the real server (SOAK_ARGS=...)
 	$(BIN)/python bench/soak.py $(SOAK_ARGS)
