@@ -2,8 +2,6 @@
 from decimal import ROUND_HALF_UP, Decimal
 from typing import NamedTuple, Optional
 
-from peewee import chunked
-
 from lb import rollups, store
 from lb.clock import parse_time
 from lb.errors import ApiError, invalid
@@ -119,8 +117,8 @@ def store_batch(rows, check_references=True):
     with db.atomic():
         if check_references:
             _check_references(rows)
-        for part in chunked(priced, INSERT_CHUNK):
-            stored += map(LogRow._make, store.insert_logs(LogRow._fields, part))
+        for start in range(0, len(priced), INSERT_CHUNK):
+            stored += map(LogRow._make, store.insert_logs(LogRow._fields, priced[start:start + INSERT_CHUNK]))
         rollups.add_rows(stored)  # same transaction: the rollups never drift from the logs
     return len(stored), len(rows) - len(stored)
 

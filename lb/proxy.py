@@ -64,7 +64,7 @@ def _begin(data):
     """Admit the request; its Ledger, and its prompt_cache_key if sticky sessions are on."""
     clock = current_app.config["CLOCK"]
     model = admit(data, g.api_key, now_ms())
-    sticky = store.settings().sticky_sessions
+    sticky = store.sticky_sessions()
     cache_key = data.get("prompt_cache_key")
     sticky_key = cache_key.strip() if sticky and isinstance(cache_key, str) and cache_key.strip() else None
     return Ledger(lambda: int(clock() * 1000), model, g.api_key), sticky_key

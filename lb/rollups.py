@@ -8,7 +8,7 @@ from collections import defaultdict
 from typing import NamedTuple
 
 import click
-from peewee import SQL, Case, chunked, fn
+from peewee import SQL, Case, fn
 
 from lb.clock import DAY_MS, HOUR_MS, HOURS_PER_DAY
 from lb import store
@@ -59,8 +59,8 @@ def add_rows(rows):
 def _upsert(model, keys, groups):
     """Insert each group's sums, or add them to the row already there."""
     rows = [(*(key if isinstance(key, tuple) else (key,)), *values) for key, values in groups.items()]
-    for part in chunked(rows, 100):
-        store.upsert_sums(model._meta.table_name, keys, SUMS, part)
+    for start in range(0, len(rows), 100):
+        store.upsert_sums(model._meta.table_name, keys, SUMS, rows[start:start + 100])
 
 
 def _raw_sums(*keys):

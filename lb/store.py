@@ -2,6 +2,7 @@
 import functools
 import logging
 import time
+from collections import namedtuple
 from decimal import Decimal
 
 from peewee import DatabaseError
@@ -79,8 +80,9 @@ def lock_settings():
 
 def price_table():
     """Map each catalog model id to its prices (input, cached input, output)."""
-    query = CatalogModel.raw("SELECT id, input_price, cached_input_price, output_price FROM catalog_model")
-    return {m.id: (Decimal(m.input_price), Decimal(m.cached_input_price), Decimal(m.output_price)) for m in query}
+    rows = _execute("SELECT id, input_price, cached_input_price, output_price FROM catalog_model")
+    # str() first: SQLite hands a DECIMAL column back as a float, and Decimal(0.175) is not 0.175.
+    return {mid: tuple(Decimal(str(price)) for price in prices) for mid, *prices in rows}
 
 
 # -- hand-written statements: the hot paths, where building a query costs more than running it.
@@ -126,20 +128,34 @@ def live_session(token_hash, now):
     return rows[0] if rows else None
 
 
-# -- the proxy's hot path: a handful of statements per request, none built by the query builder.
+# -- the proxy's hot path: a handful of statements per request, none built by the query builder, and rows
+# read as named tuples of the columns (booleans as stored: 0/1 on SQLite), not model instances.
+
+@functools.lru_cache(maxsize=16)
+def _row_type(columns):
+    return namedtuple("Row", columns)
+
+
+def _rows(sql, params=()):
+    cursor = _execute(sql, params)
+    row = _row_type(tuple(column[0] for column in cursor.description))
+    return [row._make(values) for values in cursor.fetchall()]
+
+
+def sticky_sessions():
+    """The stickySessions setting, read alone."""
+    return bool(_execute("SELECT sticky_sessions FROM dashboard_settings WHERE id = 1").fetchone()[0])
+
 
 def api_key_by_hash(key_hash):
-    rows = list(ApiKey.raw(_sql("SELECT * FROM api_key WHERE key_hash = ?"), key_hash))
+    """The api_key row with this hash (a named tuple), or None."""
+    rows = _rows("SELECT * FROM api_key WHERE key_hash = ?", (key_hash,))
     return rows[0] if rows else None
 
 
 def all_accounts():
-    return list(Account.raw("SELECT * FROM account"))
-
-
-def account(account_id):
-    rows = list(Account.raw(_sql("SELECT * FROM account WHERE id = ?"), account_id))
-    return rows[0] if rows else None
+    """Every account row, as named tuples."""
+    return _rows("SELECT * FROM account")
 
 
 @functools.lru_cache(maxsize=64)

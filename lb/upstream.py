@@ -128,15 +128,17 @@ class Upstream:
 
     def __init__(self, base_url, connect_timeout=10.0, read_timeout=300.0, maxsize=32):
         self.base_url = base_url.rstrip("/")
+        self.prefix = urllib3.util.parse_url(self.base_url).path or ""
         # read_timeout bounds the silence between two reads: the idle time between events.
         self.timeout = urllib3.Timeout(connect=connect_timeout, read=read_timeout)
+        # One host: its connection pool itself, without a PoolManager's per-request URL routing.
         # No retries: a request may have reached the upstream and been counted against the account.
-        self.pool = urllib3.PoolManager(maxsize=maxsize, block=False, retries=False)
+        self.pool = urllib3.connection_from_url(self.base_url, maxsize=maxsize, block=False, retries=False)
 
     def open(self, path, body, headers):
         """POST ``body`` (bytes) to ``<base>/<path>``; the answer, its body still unread (see ``chunks``)."""
-        return self.pool.request("POST", f"{self.base_url}/{path.lstrip('/')}", body=body, headers=headers,
-                                 timeout=self.timeout, preload_content=False, redirect=False)
+        return self.pool.urlopen("POST", f"{self.prefix}/{path.lstrip('/')}", body=body, headers=headers,
+                                 timeout=self.timeout, preload_content=False, redirect=False, retries=False)
 
 
 def chunks(answer, size=65536):

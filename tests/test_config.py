@@ -34,6 +34,12 @@ from lb import config, create_app, store
     ("LB_TRUSTED_PROXIES", "many"),
     ("LB_THREADS", "0"),
     ("LB_MAX_BODY_BYTES", "1MB"),
+    ("LB_PROXY_MAX_BODY_BYTES", "100"),
+    ("LB_UPSTREAM_READ_TIMEOUT", "forever"),
+    ("LB_UPSTREAM_READ_TIMEOUT", "nan"),
+    ("LB_UPSTREAM_CONNECT_TIMEOUT", "0"),
+    ("LB_UPSTREAM_URL", "chatgpt.com/backend-api"),
+    ("LB_UPSTREAM_URL", "ftp://example.com"),
 ])
 def test_a_bad_setting_is_a_config_error_naming_the_variable(variable, value):
     with pytest.raises(config.ConfigError) as raised:
@@ -41,6 +47,16 @@ def test_a_bad_setting_is_a_config_error_naming_the_variable(variable, value):
     message = str(raised.value)
     assert message.startswith(variable + " ") and value in message
     assert "\n" not in message
+
+
+def test_the_proxy_settings_and_their_defaults():
+    defaults = config.load(environ={})
+    assert (defaults["UPSTREAM_URL"], defaults["UPSTREAM_CONNECT_TIMEOUT"], defaults["UPSTREAM_READ_TIMEOUT"],
+            defaults["PROXY_MAX_BODY_BYTES"]) == ("https://chatgpt.com/backend-api", 10.0, 300.0, 32 * 1048576)
+    loaded = config.load(environ={"LB_UPSTREAM_URL": "http://127.0.0.1:9000/backend-api/",
+                                  "LB_UPSTREAM_READ_TIMEOUT": "0.5", "LB_UPSTREAM_CONNECT_TIMEOUT": "3"})
+    assert (loaded["UPSTREAM_URL"], loaded["UPSTREAM_READ_TIMEOUT"], loaded["UPSTREAM_CONNECT_TIMEOUT"]) == (
+        "http://127.0.0.1:9000/backend-api", 0.5, 3.0)
 
 
 def test_settings_come_from_defaults_then_environment_then_overrides():
