@@ -5,8 +5,7 @@ import pytest
 
 from fixtureapps.upstream import Compact, Fail, Stream
 from helpers import (CODEX, NOW_MS, REMOTE, V1, ask, ingest, logs, openai_error, pool_account, post, set_catalog,
-                     setup_password, sse, write)
-from lb import store
+                     setup_password, sse)
 
 pytestmark = pytest.mark.uses_upstream
 
