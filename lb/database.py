@@ -5,6 +5,7 @@ import sqlite3
 import threading
 
 import click
+from flask import request
 from peewee import DatabaseError
 from playhouse.db_url import connect as connect_url
 from playhouse.pool import PooledSqliteDatabase
@@ -182,6 +183,8 @@ def init_app(app):
 
     @app.before_request
     def _connect():
+        if request.blueprint == "pages" or request.endpoint == "static":
+            return  # the dashboard's page and files need no database (lb/pages.py)
         try:
             db.connect(reuse_if_open=True)
         except DatabaseError:

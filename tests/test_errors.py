@@ -31,14 +31,14 @@ def padded(size):
 # -- unknown routes, wrong methods, slashes ----------------------------------------------
 
 @pytest.mark.parametrize("method, path", [
-    ("GET", "/"),
     ("GET", "/nope"),
+    ("GET", "/accounts/"),  # the dashboard's pages (test_pages.py) have no trailing-slash twins
     ("GET", "/api"),
     ("POST", "/api/nope"),
     ("GET", "/api/dashboard-auth"),
     ("GET", "/api/dashboard/overview/extra"),
     ("DELETE", "/api/accounts/acc_x/more"),
-    ("GET", "/static/app.js"),
+    ("GET", "/static/nope.js"),
 ])
 def test_unknown_routes_answer_the_not_found_envelope(client, method, path):
     response = client.open(path, method=method, json={"a": 1} if method == "POST" else None)

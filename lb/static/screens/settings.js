@@ -1,0 +1,106 @@
+// Settings & security: proxy settings, the password, TOTP and logging out.
+const AUTH = '/api/dashboard-auth';
+
+export default async function settings(ctx) {
+  const { h, field, alertBox, busy, section } = ctx.ui;
+  const { api } = ctx;
+  const [values, session] = await Promise.all([api.get('/api/settings'), api.get(`${AUTH}/session`)]);
+
+  // Toggles: saved as soon as they change; a failure puts the box back.
+  const toggleAlert = alertBox();
+  const toggle = (id, key, label, hint) => {
+    const box = h('input', { id, type: 'checkbox', checked: !!values[key] });
+    box.addEventListener('change', () => {
+      const wanted = box.checked;
+      box.disabled = true;
+      toggleAlert.clear();
+      api.patch('/api/settings', { [key]: wanted })
+        .then((v) => { Object.assign(values, v); box.checked = !!v[key]; toggleAlert.ok('Saved.'); })
+        .catch((err) => { box.checked = !wanted; toggleAlert.show(err); })
+        .finally(() => { box.disabled = false; });
+    });
+    return h('div', { class: 'toggle' }, box, h('label', { for: id }, h('span', { class: 'strong' }, label), h('small', { class: 'muted' }, hint)));
+  };
+  const proxy = section('Proxy',
+    toggle('setting-api-key-required', 'apiKeyRequired', 'Require an API key',
+      'When off, clients on this machine may use the proxy without a key. A key that is sent is always checked.'),
+    toggle('setting-sticky-sessions', 'stickySessions', 'Sticky sessions',
+      'Send a conversation (its prompt_cache_key) to the same account for an hour, so the upstream prompt cache keeps working.'),
+    toggleAlert);
+
+  // Password change.
+  const current = h('input', { id: 'current-password', type: 'password', autocomplete: 'current-password', required: true });
+  const next = h('input', { id: 'new-password', type: 'password', autocomplete: 'new-password', required: true, minLength: 8, maxLength: 256 });
+  const pwAlert = alertBox();
+  const pwButton = h('button', { class: 'btn', type: 'submit' }, 'Change password');
+  const pwForm = h('form', { class: 'stack', novalidate: true }, ctx.ui.username(),
+    h('div', { class: 'grid2' }, field('Current password', current), field('New password', next, '8 to 256 characters.')), pwAlert, h('div', { class: 'row' }, pwButton));
+  pwForm.addEventListener('submit', (event) => {
+    event.preventDefault();
+    busy(pwButton, pwAlert, async () => {
+      if (next.value.length < 8) { next.focus(); throw new Error('The new password must be at least 8 characters long.'); }
+      await api.post(`${AUTH}/password/change`, { currentPassword: current.value, newPassword: next.value });
+      pwForm.reset();
+      pwAlert.ok('Password changed. Every other session was logged out.');
+    });
+  });
+
+  // TOTP: enable (start → QR + secret → confirm) or disable (with a code).
+  const totpBody = h('div', { class: 'stack' });
+  const codeInput = (id) => h('input', { id, type: 'text', inputmode: 'numeric', autocomplete: 'one-time-code', class: 'code', spellcheck: 'false', maxLength: 12 });
+  const paintTotp = (configured, flash) => {
+    const alert = alertBox();
+    if (flash) alert.ok(flash);
+    if (configured) {
+      const code = codeInput('totp-disable-code');
+      const button = h('button', { class: 'btn danger', type: 'submit' }, 'Disable TOTP');
+      const form = h('form', { class: 'stack' }, h('p', {}, 'Two-factor authentication is ', h('strong', {}, 'on'), ': logging in asks for a code from your authenticator app.'),
+        field('Code to disable', code, 'A current code from your authenticator app.'), alert, h('div', { class: 'row' }, button));
+      form.addEventListener('submit', (event) => {
+        event.preventDefault();
+        busy(button, alert, async () => {
+          await api.post(`${AUTH}/totp/disable`, { code: code.value.trim() });
+          paintTotp(false, 'Two-factor authentication is off.');
+        });
+      });
+      totpBody.replaceChildren(form);
+      return;
+    }
+    const start = h('button', { class: 'btn primary', type: 'button' }, 'Enable TOTP');
+    const setup = h('div', { class: 'stack' });
+    start.addEventListener('click', () => busy(start, alert, async () => {
+      const s = await api.post(`${AUTH}/totp/setup/start`);
+      const code = codeInput('totp-confirm-code');
+      const confirmAlert = alertBox();
+      const confirmButton = h('button', { class: 'btn primary', type: 'submit' }, 'Confirm');
+      const form = h('form', { class: 'stack' }, field('Code from the app', code), confirmAlert, h('div', { class: 'row' }, confirmButton));
+      form.addEventListener('submit', (event) => {
+        event.preventDefault();
+        busy(confirmButton, confirmAlert, async () => {
+          await api.post(`${AUTH}/totp/setup/confirm`, { setupToken: s.setupToken, code: code.value.trim() });
+          paintTotp(true, 'Two-factor authentication is on. Other sessions must enter a code.');
+        });
+      });
+      start.hidden = true;
+      setup.replaceChildren(
+        h('p', {}, 'Scan this QR code with an authenticator app, or type the secret into it, then enter the code it shows.'),
+        h('div', { class: 'totp-setup' },
+          h('img', { src: s.qrSvgDataUri, alt: 'QR code of the TOTP secret', 'data-testid': 'totp-qr', class: 'qr', width: '200', height: '200' }),
+          h('div', { class: 'stack' }, h('p', { class: 'muted small' }, 'Secret'), h('code', { class: 'secret', 'data-testid': 'totp-secret' }, s.secret), form)));
+      code.focus();
+    }));
+    totpBody.replaceChildren(h('p', {}, 'Two-factor authentication is ', h('strong', {}, 'off'), '. Turn it on to ask for a code from an authenticator app at every login.'),
+      setup, alert, h('div', { class: 'row' }, start));
+  };
+  paintTotp(session.isTotpConfigured);
+
+  ctx.paint(
+    h('div', { class: 'page-head' }, h('h1', {}, 'Settings & security')),
+    proxy,
+    section('Password', pwForm),
+    section('Two-factor authentication (TOTP)', totpBody),
+    section('Session', h('p', { class: 'muted' }, session.expiresAt
+      ? `This session ends ${ctx.f.dateTime(session.expiresAt)} (${ctx.f.relative(session.expiresAt)}). `
+      : '', 'Log out with the button at the top of every page.')));
+  ctx.ready();
+}

@@ -1,0 +1,174 @@
+"""lb.pages: the dashboard's HTML shell and the caching of its static files.
+
+The shell is served on "/" and the five screens' paths, HEAD included, with a
+strict Content-Security-Policy, and needs neither a session nor the database.
+Every other path keeps the JSON rules: an unknown path, a trailing slash or a
+missing static file is the JSON 404. Static URLs carry ?v=<asset version>,
+a hash of every file under lb/static; the current version is cached for a
+year, anything else revalidated. Every answer of the app says nosniff.
+These tests use the frontend's files only as files: any content will do.
+"""
+import os
+import re
+
+import pytest
+from flask import render_template_string
+from peewee import OperationalError
+
+from helpers import REMOTE, error, setup_password
+from lb import pages, store
+
+PAGES = ["/", "/accounts", "/logs", "/usage", "/keys", "/settings"]
+STATIC = os.path.join(os.path.dirname(pages.__file__), "static")
+CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; "
+       "object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'")
+PAGE_HEADERS = {"Content-Security-Policy": CSP, "X-Content-Type-Options": "nosniff",
+                "Referrer-Policy": "same-origin", "X-Frame-Options": "DENY", "Cache-Control": "no-cache"}
+IMMUTABLE = "public, max-age=31536000, immutable"
+
+
+def a_static_file(suffix=""):
+    """The path under /static/ of some file of the frontend's (the first ending in ``suffix``)."""
+    for root, _, files in sorted(os.walk(STATIC)):
+        for name in sorted(files):
+            if name.endswith(suffix):
+                return os.path.relpath(os.path.join(root, name), STATIC).replace(os.sep, "/")
+    raise AssertionError(f"no {suffix or 'file'} under {STATIC}")
+
+
+def fetch(client, path, **kwargs):
+    """GET ``path`` and close the answer: a static file's is an open file until then."""
+    with client.get(path, **kwargs) as response:
+        response.get_data()
+        return response
+
+
+def headers_of(response):
+    return {name: response.headers.get(name) for name in PAGE_HEADERS}
+
+
+# -- the pages ------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("path", PAGES)
+def test_each_screen_is_the_html_shell_with_its_security_headers(client, path):
+    response = client.get(path)
+    assert response.status_code == 200
+    assert response.mimetype == "text/html" and response.mimetype_params == {"charset": "utf-8"}
+    assert response.get_data(as_text=True).strip()
+    assert headers_of(response) == PAGE_HEADERS
+
+
+@pytest.mark.parametrize("path", PAGES)
+def test_head_answers_the_headers_without_a_body(client, path):
+    response = client.head(path)
+    assert response.status_code == 200 and response.data == b""
+    assert response.mimetype == "text/html"
+    assert int(response.headers["Content-Length"]) == len(client.get(path).data)
+    assert headers_of(response) == PAGE_HEADERS
+
+
+def test_the_policy_allows_no_inline_code():
+    directives = dict(part.strip().split(" ", 1) for part in pages.CSP.split(";"))
+    assert pages.CSP == CSP
+    assert "unsafe" not in CSP  # no 'unsafe-inline', no 'unsafe-eval'
+    assert directives["script-src"] == directives["style-src"] == "'self'"
+
+
+def test_the_page_needs_no_session_even_from_another_machine(app, client):
+    setup_password(client)
+    response = app.test_client().get("/", environ_base=REMOTE)
+    assert response.status_code == 200 and response.mimetype == "text/html"
+    assert app.test_client().get("/api/dashboard/overview", environ_base=REMOTE).status_code == 401
+
+
+@pytest.mark.parametrize("signed_in", [False, True])
+def test_the_page_and_its_files_are_served_while_the_database_is_down(app, client, monkeypatch, signed_in):
+    def down(*args, **kwargs):
+        raise OperationalError("the database is down")
+
+    if signed_in:  # the session cookie is not looked up either
+        setup_password(client)
+    monkeypatch.setattr(store.db.obj, "connect", down)
+    assert error(client.get("/api/dashboard-auth/session")) == (503, "service_unavailable")
+    assert client.get("/logs").status_code == 200
+    assert fetch(client, "/static/" + a_static_file()).status_code == 200
+    assert error(client.get("/static/nope.js")) == (404, "not_found")
+
+
+@pytest.mark.parametrize("path", ["/api/nope", "/nope", "/accounts/", "/settings/", "/static/nope.js",
+                                  "/static/", "/static/../lb.db"])
+def test_any_other_path_is_the_json_404(client, path):
+    response = client.get(path)
+    assert error(response) == (404, "not_found")
+    assert "Content-Security-Policy" not in response.headers
+
+
+def test_a_page_takes_no_other_method(client):
+    response = client.post("/accounts")
+    assert error(response) == (405, "method_not_allowed")
+    assert set(response.headers["Allow"].split(", ")) == {"GET", "HEAD", "OPTIONS"}
+
+
+def test_every_answer_says_nosniff(client):
+    for response in (client.get("/healthz"), client.get("/api/dashboard-auth/session"), client.get("/api/nope"),
+                     client.get("/v1/models"), client.post("/api/accounts", data="x")):
+        assert response.headers["X-Content-Type-Options"] == "nosniff", response.request.path
+
+
+# -- the asset version and the static files ---------------------------------------------------
+
+def test_templates_get_static_url_and_asset_version(app):
+    assert app.static_folder == STATIC and app.static_url_path == "/static"
+    version = pages.asset_version(STATIC)
+    assert re.fullmatch(r"[0-9a-f]{12}", version)
+    with app.test_request_context("/"):
+        rendered = render_template_string("{{ static_url('app.js') }} {{ asset_version }}")
+    assert rendered == f"/static/app.js?v={version} {version}"
+
+
+def test_the_version_changes_with_any_file_its_name_or_a_new_one(tmp_path):
+    (tmp_path / "js").mkdir()
+    (tmp_path / "js" / "app.js").write_text("one")
+    (tmp_path / "app.css").write_text("body {}")
+    first = pages.asset_version(tmp_path)
+    assert pages.asset_version(tmp_path) == first
+    (tmp_path / "js" / "app.js").write_text("two")
+    second = pages.asset_version(tmp_path)
+    (tmp_path / "js" / "app.js").rename(tmp_path / "js" / "main.js")
+    third = pages.asset_version(tmp_path)
+    (tmp_path / "js" / "empty.js").write_text("")
+    fourth = pages.asset_version(tmp_path)
+    assert len({first, second, third, fourth}) == 4
+    assert all(re.fullmatch(r"[0-9a-f]{12}", version) for version in (first, second, third, fourth))
+
+
+def test_the_version_is_taken_once_at_start(make_app, app):
+    assert app.extensions["lb_asset_version"] == pages.asset_version(STATIC)
+    assert make_app().extensions["lb_asset_version"] == app.extensions["lb_asset_version"]
+
+
+def test_the_current_version_is_cached_for_a_year(app, client):
+    path = "/static/" + a_static_file()
+    response = fetch(client, path, query_string={"v": app.extensions["lb_asset_version"]})
+    assert response.status_code == 200 and response.headers["Cache-Control"] == IMMUTABLE
+    assert response.headers["X-Content-Type-Options"] == "nosniff"
+    again = fetch(client, path, query_string={"v": app.extensions["lb_asset_version"]},
+                       headers={"If-None-Match": response.headers["ETag"]})
+    assert again.status_code == 304 and again.headers["Cache-Control"] == IMMUTABLE
+
+
+@pytest.mark.parametrize("query", [{}, {"v": "000000000000"}, {"v": ""}])
+def test_an_unversioned_or_old_url_is_revalidated(client, query):
+    response = fetch(client, "/static/" + a_static_file(), query_string=query)
+    assert response.status_code == 200 and response.headers["Cache-Control"] == "no-cache"
+
+
+def test_a_missing_file_is_never_cached(app, client):
+    response = client.get("/static/nope.js", query_string={"v": app.extensions["lb_asset_version"]})
+    assert error(response) == (404, "not_found")
+    assert response.headers["Cache-Control"] == "no-cache"
+
+
+def test_javascript_is_text_javascript(client):
+    response = fetch(client, "/static/" + a_static_file(".js"))
+    assert response.headers["Content-Type"] == "text/javascript; charset=utf-8"
