@@ -4,7 +4,7 @@ VENV = .venv
 BIN = $(VENV)/bin
 
 .DEFAULT_GOAL := help
-.PHONY: help run serve test test-sqlite test-postgres codex-cli demo reset-auth bench bench-proxy soak clean
+.PHONY: help run serve test test-sqlite test-postgres codex-cli chromium demo reset-auth bench bench-proxy soak clean
 
 help:  ## list the targets
 	@awk -F':.*## ' '/^[a-z-]+:.*## / {printf "  make %-14s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -25,13 +25,16 @@ serve: $(VENV)/.installed  ## the same under waitress (production)
 test: test-sqlite test-postgres  ## set up and run the whole suite on SQLite, then on PostgreSQL
 
 test-sqlite: $(VENV)/.installed  ## the suite on SQLite files only
-	CODEX_CLI="$$(scripts/codex-cli.sh)" $(BIN)/python -m pytest
+	CHROMIUM="$$(scripts/chromium.sh)" CODEX_CLI="$$(scripts/codex-cli.sh)" $(BIN)/python -m pytest
 
 test-postgres: $(VENV)/.installed  ## the suite on a throwaway PostgreSQL server (Debian's postgresql)
-	CODEX_CLI="$$(scripts/codex-cli.sh)" scripts/with-postgres.sh $(BIN)/python -m pytest
+	CHROMIUM="$$(scripts/chromium.sh)" CODEX_CLI="$$(scripts/codex-cli.sh)" scripts/with-postgres.sh $(BIN)/python -m pytest
 
 codex-cli:  ## install the pinned Codex CLI (npm) into ~/.cache/codex-lb, once per version; print its path
 	scripts/codex-cli.sh
+
+chromium:  ## install Debian's chromium for the browser tests (as root) when missing; print its path
+	scripts/chromium.sh
 
 demo: $(VENV)/.installed  ## load demo accounts and 5,000 request logs
 	$(BIN)/flask --app lb demo-data

@@ -3,14 +3,18 @@
 The database is a SQLite file under the test's tmp_path, or, when
 LB_TEST_DATABASE_URL names a PostgreSQL server (``make test`` starts one
 when PostgreSQL is installed), that database emptied before each test.
+The browser tests drive Debian's chromium (``$CHROMIUM``, else /usr/bin/chromium,
+installed by scripts/chromium.sh) through Playwright, which never downloads one.
 """
+import os
+import subprocess
 import time
 
 import pytest
 
 from fixtureapps.token_server import TokenServer
 from fixtureapps.upstream import FakeUpstream
-from helpers import BOOTSTRAP, INGEST, POSTGRES_URL, Clock, Server, empty_postgres, pool_account, setup_password
+from helpers import BOOTSTRAP, INGEST, POSTGRES_URL, ROOT, Clock, Server, empty_postgres, pool_account, setup_password
 from lb import create_app, keys, store
 
 
@@ -28,8 +32,6 @@ def pytest_collection_modifyitems(config, items):
 
 @pytest.fixture(autouse=True)
 def _clean_environment(monkeypatch):
-    import os
-
     for name in list(os.environ):
         if name.startswith("LB_"):
             monkeypatch.delenv(name)
@@ -129,3 +131,50 @@ def proxied(make_app, tmp_path, upstream, token_server):
     server.start()
     yield server, key, app
     server.stop()
+
+
+# -- the browser ---------------------------------------------------------------------------------
+
+# Headless and quiet: no GPU, no sandbox (root here), no calls home, /tmp instead of a small /dev/shm.
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--disable-dev-shm-usage"]
+
+
+def chromium_path():
+    """Debian's chromium: ``$CHROMIUM``, else /usr/bin/chromium, installed by scripts/chromium.sh if missing."""
+    path = os.environ.get("CHROMIUM") or "/usr/bin/chromium"
+    if os.path.exists(path):
+        return path
+    found = subprocess.run([os.path.join(ROOT, "scripts", "chromium.sh")], capture_output=True, text=True)
+    if found.returncode != 0:
+        pytest.fail(f"no chromium at {path}, and scripts/chromium.sh could not install it: {found.stderr.strip()}")
+    return found.stdout.strip()
+
+
+@pytest.fixture(scope="session")
+def browser():
+    """One headless chromium for the session. Playwright gives it a fresh --user-data-dir, removed on close."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=chromium_path(), headless=True, args=CHROMIUM_ARGS)
+        yield chromium
+        chromium.close()
+
+
+@pytest.fixture
+def page(browser):
+    """A page in a context of its own (1280x800); ``page.console_errors`` collects console errors and
+    uncaught exceptions, for the test to assert it stays empty."""
+    context = browser.new_context(viewport={"width": 1280, "height": 800})
+    tab = context.new_page()
+    tab.console_errors = []
+
+    def on_console(message):
+        if message.type == "error":
+            tab.console_errors.append(f"console: {message.text} ({message.location.get('url')})")
+
+    tab.on("console", on_console)
+    tab.on("pageerror", lambda exc: tab.console_errors.append(f"uncaught: {exc}"))
+    yield tab
+    context.close()
