@@ -19,6 +19,8 @@ DEFAULTS = {
     "BILLING_CYCLE_DAY": 1,
     "BOOTSTRAP_TOKEN": None,
     "INGEST_TOKEN": None,
+    # Bearer token of GET /metrics; unset, there are no metrics.
+    "METRICS_TOKEN": None,
     "ENCRYPTION_KEY": None,
     # Where account tokens are refreshed (the Codex CLI's own endpoint and client id).
     "OAUTH_TOKEN_URL": "https://auth.openai.com/oauth/token",

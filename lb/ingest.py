@@ -2,7 +2,7 @@
 from decimal import ROUND_HALF_UP, Decimal
 from typing import NamedTuple, Optional
 
-from lb import rollups, store
+from lb import metrics, rollups, store
 from lb.clock import parse_time
 from lb.errors import ApiError, invalid
 from lb.fields import get_choice, get_int, get_str
@@ -102,13 +102,14 @@ def _check_references(rows):
 
 # -- storing ------------------------------------------------------------------------
 
-def store_batch(rows, check_references=True):
+def store_batch(rows, check_references=True, instruments=None):
     """Store LogRows all-or-nothing, priced from the catalog; return (accepted, duplicates).
 
     Every request log goes through here, so the rollups never drift. A
     ``requestId`` already stored, or seen earlier in the batch, is skipped:
     the unique index decides, so concurrent batches cannot both store one.
-    The proxy passes ``check_references=False``: an account deleted mid-stream keeps its log.
+    The proxy passes ``check_references=False``: an account deleted mid-stream keeps its log, and
+    its ``instruments`` (lb.metrics), as it may run without an app context; else the app's are used.
     """
     prices = store.price_table()
     # The row with its cost in the last place (cheaper than _replace on this hot path).
@@ -120,6 +121,7 @@ def store_batch(rows, check_references=True):
         for start in range(0, len(priced), INSERT_CHUNK):
             stored += map(LogRow._make, store.insert_logs(LogRow._fields, priced[start:start + INSERT_CHUNK]))
         rollups.add_rows(stored)  # same transaction: the rollups never drift from the logs
+    (instruments or metrics.current()).stored(len(rows), stored)
     return len(stored), len(rows) - len(stored)
 
 

@@ -10,7 +10,7 @@ import secrets
 import time
 import uuid
 
-from lb import ingest, store
+from lb import ingest, metrics, store
 from lb.clock import HOUR_MS
 from lb.ingest import LogRow
 from lb.store import StickyPin, db
@@ -37,10 +37,15 @@ def pin_key(cache_key):
 class Ledger:
     """The request log in the making (account, status, tokens) and the writes that go with the request."""
 
-    def __init__(self, clock, model, api_key=None):
+    def __init__(self, clock, model, api_key=None, instruments=metrics.OFF, arrived=None):
         self.clock = clock  # () -> epoch ms
         self.requested_at = clock()
         self.started = time.monotonic()
+        # The app's metrics, for the stream that outlives the request; its arrival and the serving
+        # account's wait for its first event (lb.pool), in perf_counter() seconds.
+        self.metrics = instruments
+        self.arrived = time.perf_counter() if arrived is None else arrived
+        self.upstream_wait = 0.0
         self.model = model
         self.api_key_id = api_key.id if api_key is not None else None
         self._key_use = api_key is not None and (api_key.last_used_at or 0) <= self.requested_at - KEY_USE_MS
@@ -93,7 +98,7 @@ class Ledger:
                      latency, self.api_key_id)
         with db.connection_context(), db.atomic():
             self._write(now)
-            ingest.store_batch([row], check_references=False)
+            ingest.store_batch([row], check_references=False, instruments=self.metrics)
 
     def _write(self, now):
         for account_id, changes in self._changes.items():

@@ -9,6 +9,7 @@ the upstream or the client is awaited.
 """
 import json
 import logging
+import time
 from typing import Iterator, NamedTuple, Optional
 
 import urllib3
@@ -100,10 +101,13 @@ def send(call, ledger, upstream):
             return failed or choice
         tried.append(choice.account.id)
         result = attempt(choice.account, call, upstream, ledger)
+        if isinstance(result, Failed):
+            ledger.metrics.upstream_error(result.error_code)
         if not isinstance(result, Failed) or not result.failover:
             return result
         log.warning("account %s: upstream %d %s; trying another account", choice.account.id, result.status,
                     result.error_code)
+        ledger.metrics.failover()
         failed = result
     return failed
 
@@ -117,6 +121,7 @@ def attempt(account, call, upstream, ledger):
             credentials = refresh.fresh_credentials(account.id, now, account=account)
         finally:
             db.close()  # nothing is held while the upstream is awaited
+        asked = time.perf_counter()
         answer = _open(upstream, call, credentials)
         if answer.status == 401:  # the token may have been revoked early: refresh once, ask again
             _read(answer)
@@ -151,6 +156,7 @@ def attempt(account, call, upstream, ledger):
                 return _failed(502, "upstream_error", "The upstream ended the stream before any event",
                                "stream_incomplete")
             return _unreachable(exc)
+        ledger.upstream_wait = time.perf_counter() - asked  # the upstream's part of the first byte
         if arrived[0].type in FAILED_EVENTS:
             outcome = balancer.after_error(200, error_of(arrived[0]), headers, now)
             if outcome.action == "failover":

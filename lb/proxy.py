@@ -11,7 +11,7 @@ import json
 
 from flask import Blueprint, Response, current_app, g, jsonify, request
 
-from lb import keys, pool, relay, responses, store
+from lb import keys, metrics, pool, relay, responses, store
 from lb.auth import key_required
 from lb.balancer import Choice
 from lb.clock import iso, now_ms
@@ -67,7 +67,7 @@ def _begin(data):
     sticky = store.sticky_sessions()
     cache_key = data.get("prompt_cache_key")
     sticky_key = cache_key.strip() if sticky and isinstance(cache_key, str) and cache_key.strip() else None
-    return Ledger(lambda: int(clock() * 1000), model, g.api_key), sticky_key
+    return Ledger(lambda: int(clock() * 1000), model, g.api_key, metrics.current(), g.get("started")), sticky_key
 
 
 def _send(ledger, path, payload, stream, cache_key, parse=PARSED):

@@ -38,10 +38,19 @@ def failed_event(code, message):
     return b"event: response.failed\ndata: " + json.dumps(data).encode() + b"\n\n"
 
 
+def _count_failure(ledger):
+    """Count a served stream that ended in an upstream failure (its first event had come: lb.pool counted
+    the failures before it)."""
+    if ledger.status not in ("ok", "cancelled"):
+        ledger.metrics.upstream_error(ledger.error_code)
+
+
 def relay(served, ledger, upstream_headers):
     """Yield the upstream's events as they arrive; when the stream ends, the client goes away or the upstream
     fails, write the request log and the account's changes, in one transaction."""
     ended = False  # a terminal event reached the client
+    ledger.metrics.first_byte(ledger.arrived, ledger.upstream_wait)
+    ledger.metrics.open_streams.inc()
     try:
         for batch in served.batches():  # what one read brought: passed on at once, in one write
             for event in batch:
@@ -63,7 +72,9 @@ def relay(served, ledger, upstream_headers):
         ledger.outcome("error", code)
         yield failed_event(code, "The upstream went silent" if timeout else "The upstream connection broke")
     finally:
+        ledger.metrics.open_streams.dec()
         served.close()
+        _count_failure(ledger)
         ledger.finish()
 
 
@@ -84,4 +95,5 @@ def collect(served, ledger, headers, parsed_type):
         ledger.outcome("error", "stream_idle_timeout" if timeout else "upstream_unavailable")
     finally:
         served.close()
+        _count_failure(ledger)
     return terminal, items
