@@ -1,9 +1,13 @@
 """The dashboard's JSON API: thin views that parse, make one domain call and answer JSON.
 
-This module holds dashboard auth, the overview, request logs, usage, settings
-and /healthz; /api/accounts and /api/api-keys have a module each.
+This module holds dashboard auth, the overview, request logs, usage, settings,
+/healthz and /api/openapi.json; /api/accounts and /api/api-keys have a module each.
 """
-from flask import Blueprint, current_app, jsonify, request
+import functools
+import json
+from importlib import resources
+
+from flask import Blueprint, Response, current_app, jsonify, request
 
 from lb import (account_views, auth, database, ingest, key_views, overview, ratelimit, request_logs, sessions, store,
                 totp, usage)
@@ -236,6 +240,21 @@ def healthz():
     return jsonify(OK)
 
 
+@health_bp.get("/api/openapi.json")
+def openapi():
+    """The OpenAPI 3.1 description of every endpoint (lb/openapi.json, read once at start); no auth."""
+    return Response(current_app.extensions["lb_openapi"], mimetype="application/json")
+
+
+@functools.cache
+def load_openapi():
+    """lb/openapi.json, parsed (a broken file stops the start, not a request) and serialized compactly, once per
+    process."""
+    document = json.loads(resources.files("lb").joinpath("openapi.json").read_text(encoding="utf-8"))
+    return json.dumps(document, separators=(",", ":")).encode("utf-8")
+
+
 def init_app(app):
+    app.extensions["lb_openapi"] = load_openapi()
     for blueprint in (auth_bp, dashboard_bp, logs_bp, usage_bp, health_bp, account_views.bp, key_views.bp):
         app.register_blueprint(blueprint)
