@@ -2,9 +2,10 @@
 PY ?= python3.11
 VENV = .venv
 BIN = $(VENV)/bin
+FUZZ_EXAMPLES ?= 500
 
 .DEFAULT_GOAL := help
-.PHONY: help run serve test test-sqlite test-postgres codex-cli chromium demo reset-auth bench bench-proxy soak clean
+.PHONY: help run serve test test-sqlite test-postgres fuzz codex-cli chromium demo reset-auth bench bench-proxy soak clean
 
 help:  ## list the targets
 	@awk -F':.*## ' '/^[a-z-]+:.*## / {printf "  make %-14s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -29,6 +30,9 @@ test-sqlite: $(VENV)/.installed  ## the suite on SQLite files only
 
 test-postgres: $(VENV)/.installed  ## the suite on a throwaway PostgreSQL server (Debian's postgresql)
 	CHROMIUM="$$(scripts/chromium.sh)" CODEX_CLI="$$(scripts/codex-cli.sh)" scripts/with-postgres.sh $(BIN)/python -m pytest
+
+fuzz: $(VENV)/.installed  ## the schemathesis fuzzing, FUZZ_EXAMPLES=500 cases per operation, on SQLite then PostgreSQL
+	FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) $(BIN)/python -m pytest tests/test_fuzz.py && FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) scripts/with-postgres.sh $(BIN)/python -m pytest tests/test_fuzz.py
 
 codex-cli:  ## install the pinned Codex CLI (npm) into ~/.cache/codex-lb, once per version; print its path
 	scripts/codex-cli.sh
