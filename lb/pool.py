@@ -17,7 +17,7 @@ import urllib3
 from lb import balancer, refresh, store
 from lb.errors import openai_error
 from lb.store import db
-from lb.upstream import PARSED, batches, chunks, error_of
+from lb.upstream import PARSED, batches, chunks, error_of, failure_code
 
 log = logging.getLogger(__name__)
 
@@ -187,10 +187,10 @@ def _open(upstream, call, credentials):
 
 
 def _unreachable(exc):
-    timeout = isinstance(exc, urllib3.exceptions.ReadTimeoutError)
-    log.warning("upstream %s: %s", "timed out" if timeout else "unreachable", type(exc).__name__)
-    return _failed(502, "upstream_error", "The upstream did not answer" if timeout else
-                   "The upstream could not be reached", "stream_idle_timeout" if timeout else "upstream_unavailable")
+    code = failure_code(exc)
+    log.warning("upstream %s: %s", code, type(exc).__name__)
+    return _failed(502, "upstream_error", "The upstream did not answer" if code == "stream_idle_timeout" else
+                   "The upstream could not be reached", code)
 
 
 def _lower(headers):

@@ -10,7 +10,7 @@ import logging
 import urllib3
 
 from lb import balancer
-from lb.upstream import error_of, usage_of
+from lb.upstream import error_of, failure_code, usage_of
 
 log = logging.getLogger(__name__)
 
@@ -66,11 +66,11 @@ def relay(served, ledger, upstream_headers):
             ledger.outcome("cancelled", "client_disconnected")
         raise
     except urllib3.exceptions.HTTPError as exc:
-        timeout = isinstance(exc, urllib3.exceptions.ReadTimeoutError)
-        code = "stream_idle_timeout" if timeout else "upstream_unavailable"
+        code = failure_code(exc)
         log.warning("account %s: the stream broke off (%s)", ledger.account_id, code)
         ledger.outcome("error", code)
-        yield failed_event(code, "The upstream went silent" if timeout else "The upstream connection broke")
+        yield failed_event(code, "The upstream went silent" if code == "stream_idle_timeout"
+                           else "The upstream connection broke")
     finally:
         ledger.metrics.open_streams.dec()
         served.close()
@@ -91,8 +91,7 @@ def collect(served, ledger, headers, parsed_type):
         if terminal is None and ledger.status == "ok":
             ledger.outcome("error", "stream_incomplete")
     except urllib3.exceptions.HTTPError as exc:
-        timeout = isinstance(exc, urllib3.exceptions.ReadTimeoutError)
-        ledger.outcome("error", "stream_idle_timeout" if timeout else "upstream_unavailable")
+        ledger.outcome("error", failure_code(exc))
     finally:
         served.close()
         _count_failure(ledger)

@@ -123,6 +123,13 @@ def error_of(event):
     return error if isinstance(error, dict) else None
 
 
+def failure_code(exc):
+    """The log's code for a urllib3 error on the way to or from the upstream: silent too long, or unreachable."""
+    if isinstance(exc, urllib3.exceptions.ReadTimeoutError):
+        return "stream_idle_timeout"
+    return "upstream_unavailable"
+
+
 class Upstream:
     """One connection pool to the upstream, shared by every request thread (urllib3 is thread-safe)."""
 
