@@ -125,7 +125,7 @@ def attempt(account, call, upstream, ledger):
         answer = _open(upstream, call, credentials)
         if answer.status == 401:  # the token may have been revoked early: refresh once, ask again
             _read(answer)
-            answer = _open(upstream, call, _credentials(account.id, now, force=True))
+            answer = _open(upstream, call, _credentials(account.id, now, credentials.access_token))
             if answer.status == 401:
                 body = _read(answer)
                 ledger.write(account.id, {"status": "deactivated", "resets_at": None,
@@ -172,9 +172,10 @@ def attempt(account, call, upstream, ledger):
     return served
 
 
-def _credentials(account_id, now, force=False):
+def _credentials(account_id, now, rejected):
+    """Credentials after the upstream refused ``rejected``: refreshed, unless another refresh replaced it."""
     with db.connection_context():
-        return refresh.fresh_credentials(account_id, now, force=force)
+        return refresh.fresh_credentials(account_id, now, force=True, rejected=rejected)
 
 
 def _open(upstream, call, credentials):

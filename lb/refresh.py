@@ -4,6 +4,7 @@ Tokens leave this module in clear only inside the ``Credentials`` that
 ``fresh_credentials`` hands the proxy; no answer, log line or error message
 carries one.
 """
+import hmac
 import json
 import logging
 import math
@@ -85,16 +86,23 @@ def is_expiring(access_token, last_refresh_at, now):
     return last_refresh_at is None or now - last_refresh_at >= REFRESH_INTERVAL_MS
 
 
-def fresh_credentials(account_id, now, force=False, account=None):
+def fresh_credentials(account_id, now, force=False, account=None, rejected=None):
     """The account's access token and ChatGPT account id, refreshed first when it expires within 5 minutes
-    (or ``force``: after an upstream 401). ``now`` in epoch ms; ``account``: its row, if just read. Needs an
-    app context (the settings and the encryption key) and an open database connection outside any
-    transaction; raises RefreshFailed."""
+    (or ``force``: after an upstream 401 that refused ``rejected``, unless the stored token is no longer that
+    one). ``now`` in epoch ms; ``account``: its row, if just read. Needs an app context (the settings and the
+    encryption key) and an open database connection outside any transaction; raises RefreshFailed."""
     account = _account(account_id) if account is None or not has_credentials(account) else account
     credentials = _credentials(account)
-    if force or is_expiring(credentials.access_token, account.last_refresh_at, now):
+    # A stored token other than the rejected one is a refresh that another thread or instance did after the
+    # same 401: it is used as it is, and the new refresh token is not spent again.
+    refused = force and (rejected is None or _same(credentials.access_token, rejected))
+    if refused or is_expiring(credentials.access_token, account.last_refresh_at, now):
         return refresh(account, now)
     return credentials
+
+
+def _same(token, other):
+    return hmac.compare_digest(token.encode("utf-8"), other.encode("utf-8"))
 
 
 def _lock(account_id):

@@ -6,6 +6,8 @@ from fixtureapps.upstream import Drop, Fail, Stream
 from helpers import (ACCESS_2, NOW_MS, NOW_S, REFRESH_2, ask, logs, new_tokens, openai_error, pool_account, row,
                      sse, stored_tokens, write)
 
+from lb import crypto, refresh
+
 pytestmark = pytest.mark.uses_upstream
 
 USAGE_LIMIT = {"error": {"type": "usage_limit_reached", "message": "The usage limit has been reached",
@@ -193,6 +195,26 @@ def test_a_401_refreshes_the_token_once_and_asks_again(app, client, upstream, to
     assert upstream.accounts() == ["ws-a", "ws-a"] and len(token_server.requests) == 1
     assert upstream.requests[1].headers["authorization"] == f"Bearer {ACCESS_2}"
     assert stored_tokens(app, three[0])[1:] == (ACCESS_2, REFRESH_2)
+    assert served_by(app) == [(three[0], "ok", None)]
+
+
+def test_a_401_on_a_token_another_instance_has_replaced_asks_again_with_its_tokens(app, client, upstream,
+                                                                                   token_server, three, monkeypatch):
+    fresh_credentials = refresh.fresh_credentials
+
+    def refreshed_elsewhere(account_id, now, force=False, **kwargs):
+        credentials = fresh_credentials(account_id, now, force, **kwargs)
+        if not force:  # the old token goes upstream while another instance gets a 401 with it and refreshes
+            fernet = app.extensions["lb_fernet"]
+            write(app, account_id, access_token=crypto.seal(ACCESS_2, fernet),
+                  refresh_token=crypto.seal(REFRESH_2, fernet))
+        return credentials
+
+    monkeypatch.setattr(refresh, "fresh_credentials", refreshed_elsewhere)
+    upstream.plan("ws-a", Fail(401, {"error": {"message": "token expired"}}))
+    assert ask(client).status_code == 200
+    assert upstream.accounts() == ["ws-a", "ws-a"] and token_server.requests == []  # no second refresh
+    assert upstream.requests[1].headers["authorization"] == f"Bearer {ACCESS_2}"
     assert served_by(app) == [(three[0], "ok", None)]
 
 

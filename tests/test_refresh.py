@@ -88,6 +88,32 @@ def test_force_refreshes_a_token_far_from_its_expiry(authed, app, clock, token_s
     assert len(token_server.requests) == 1
 
 
+def after_401(app, account_id, rejected):
+    """fresh_credentials as the proxy calls it once the upstream refused ``rejected``."""
+    with app.app_context(), db.connection_context():
+        return refresh.fresh_credentials(account_id, NOW_MS, force=True, rejected=rejected)
+
+
+def test_a_401_on_a_token_another_instance_replaced_takes_its_tokens(authed, app, clock, token_server):
+    account = imported(authed)
+    fernet = app.extensions["lb_fernet"]  # another instance got the same 401 and refreshed first
+    write(app, account["id"], access_token=crypto.seal(ACCESS_2, fernet), refresh_token=crypto.seal(REFRESH_2, fernet))
+    token_server.answer(new_tokens(access_token="third"))
+    assert after_401(app, account["id"], ACCESS_1) == (ACCESS_2, "ws-personal")
+    assert token_server.requests == []
+    assert after_401(app, account["id"], ACCESS_2) == ("third", "ws-personal")  # the stored token refused: refreshed
+    assert [body["refresh_token"] for body in token_server.bodies] == [REFRESH_2]
+
+
+def test_two_401s_on_the_same_token_make_one_refresh(authed, app, clock, token_server):
+    account = imported(authed)
+    token_server.answer(new_tokens(access_token=ACCESS_2, refresh_token=REFRESH_2), new_tokens(access_token="third"))
+    assert after_401(app, account["id"], ACCESS_1) == (ACCESS_2, "ws-personal")
+    assert after_401(app, account["id"], ACCESS_1) == (ACCESS_2, "ws-personal")  # another thread's 401, answered late
+    assert [body["refresh_token"] for body in token_server.bodies] == [REFRESH_1]
+    assert stored_tokens(app, account["id"])[1:] == (ACCESS_2, REFRESH_2)
+
+
 @pytest.mark.parametrize("overrides, client_id", [({}, "app_EMoamEEZ73f0CkXaXp7hrann"),
                                                   ({"OAUTH_CLIENT_ID": "app_test_client"}, "app_test_client")])
 def test_the_token_endpoint_gets_the_refresh_request(make_app, token_server, clock, overrides, client_id):
