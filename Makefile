@@ -5,7 +5,7 @@ BIN = $(VENV)/bin
 FUZZ_EXAMPLES ?= 500
 
 .DEFAULT_GOAL := help
-.PHONY: help run serve test test-sqlite test-postgres fuzz codex-cli chromium demo reset-auth bench bench-proxy soak clean
+.PHONY: help run serve test test-sqlite test-postgres fuzz codex-cli chromium demo reset-auth bench bench-proxy soak crash clean
 
 help:  ## list the targets
 	@awk -F':.*## ' '/^[a-z-]+:.*## / {printf "  make %-14s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -52,8 +52,11 @@ bench: $(VENV)/.installed  ## benchmark the real server at 10k, 100k and 1M logs
 bench-proxy: $(VENV)/.installed  ## the proxy vs the fake upstream called directly: added latency, req/s, long streams (BENCH_ARGS=...)
 	$(BIN)/python bench/proxy_bench.py $(BENCH_ARGS)
 
-soak: $(VENV)/.installed  ## 60 s of writers and dashboard readers on the real server (SOAK_ARGS=...)
+soak: $(VENV)/.installed  ## 60 s of proxied streams, ingest writers and dashboard readers on the real server (SOAK_ARGS=...)
 	$(BIN)/python bench/soak.py $(SOAK_ARGS)
+
+crash: $(VENV)/.installed  ## kill -9 the server under that load and restart it, 10 times; check nothing is lost (CRASH_ARGS=...)
+	$(BIN)/python bench/crash.py $(CRASH_ARGS)
 
 clean:  ## remove the venv
 	rm -rf $(VENV) *.egg-info

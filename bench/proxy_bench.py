@@ -117,6 +117,7 @@ def serving(work, key, stream_seconds=0.0, profile_out=None, **settings):
             if proc.poll() is None:
                 proc.send_signal(signal.SIGINT if profile_out and proc is not procs[0] else signal.SIGTERM)
                 proc.wait(timeout=30)
+        procs[0].stdout.close()
 
 
 def cpu_s(pid):
@@ -126,9 +127,12 @@ def cpu_s(pid):
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def prepare(data_dir):
-    """One account with credentials (workspace ws-bench) and one API key, stored in-process; the key."""
-    from lb import create_app, credentials, keys, store
+def prepare(data_dir, workspaces=(WORKSPACE,), keys=1):
+    """Accounts with credentials (one per workspace, ws-x@example.com) and API keys, stored in-process:
+    the keys' [(id, key)]."""
+    from lb import create_app, credentials
+    from lb import keys as api_keys
+    from lb import store
 
     def jwt(claims):  # signed by nobody: nothing checks the signature
         head, body = (base64.urlsafe_b64encode(json.dumps(part).encode()).rstrip(b"=").decode()
@@ -136,15 +140,17 @@ def prepare(data_dir):
         return f"{head}.{body}.c2lnbmF0dXJl"
 
     now = time.time()
-    claims = {"email": "bench@example.com", "sub": "auth0|bench",
-              "https://api.openai.com/auth": {"chatgpt_plan_type": "plus", "chatgpt_account_id": WORKSPACE}}
-    auth = {"auth_mode": "chatgpt", "tokens": {
-        "id_token": jwt(claims), "access_token": jwt({"exp": int(now) + 10 * 86400, "jti": "bench"}),
-        "refresh_token": "rt_bench-refresh-token-0123456789", "account_id": WORKSPACE}}
     app = create_app({"DATA_DIR": data_dir, "CHECKPOINT_SECONDS": 0})
     with app.app_context(), store.db.connection_context():
-        credentials.import_auth_json(auth, int(now * 1000))
-        return keys.create({"name": "bench"}, int(now * 1000))[1]
+        for workspace in workspaces:
+            claims = {"email": f"{workspace}@example.com", "sub": f"auth0|{workspace}",
+                      "https://api.openai.com/auth": {"chatgpt_plan_type": "plus", "chatgpt_account_id": workspace}}
+            auth = {"auth_mode": "chatgpt", "tokens": {
+                "id_token": jwt(claims), "access_token": jwt({"exp": int(now) + 10 * 86400, "jti": workspace}),
+                "refresh_token": f"rt_{workspace}-refresh-token-0123456789", "account_id": workspace}}
+            credentials.import_auth_json(auth, int(now * 1000))
+        made = [api_keys.create({"name": f"bench {i}"}, int(now * 1000)) for i in range(keys)]
+        return [(row.id, key) for row, key in made]
 
 
 # -- the load -----------------------------------------------------------------------------------
@@ -363,7 +369,7 @@ def main(argv=None):
         opts.load = "wrk" if shutil.which("wrk") else "python"
     started, work = time.perf_counter(), tempfile.mkdtemp(prefix="proxy-bench-")
     try:
-        key = prepare(os.path.join(work, "data"))
+        key = prepare(os.path.join(work, "data"))[0][1]
         r = run(opts, work, key)
         r["run_s"] = round(time.perf_counter() - started, 1)
         print(f"load generator: {r['load_generator']}; {os.cpu_count()} CPUs; run {r['run_s']} s")

@@ -23,3 +23,16 @@ def test_smoke_run_writes_every_figure(tmp_path, capsys):
     for key in ("overview_p50_ms", "overview_p95_ms", "models_p50_ms", "overview_rps",
                 "ingest_rows_per_s", "rss_mb", "floor_p50_ms", "ratio"):
         assert result[key] > 0, key
+
+
+def test_proxy_bench_smoke_run_streams_both_ways_and_logs_each_proxied_stream(tmp_path, capsys):
+    import proxy_bench
+    out = tmp_path / "proxy_bench.json"
+    assert proxy_bench.main(["--sequential", "10", "--warmup", "2", "--seconds", "1", "--load", "python",
+                             "--streams", "4", "--stream-seconds", "0.5", "--out", str(out)]) == 0
+    assert "added" in capsys.readouterr().out
+    result = json.loads(out.read_text())["results"]
+    assert result["proxied_errors"] == result["direct_errors"] == result["streams_incomplete"] == 0
+    assert result["streams_complete"] == 4 and result["proxied_rps"] > 0
+    # Only ok logs: the sequential streams', the load's (however many fit in its second) and the long ones'.
+    assert set(result["request_logs"]) == {"ok"} and result["request_logs"]["ok"] > 12 + 4
