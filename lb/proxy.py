@@ -17,7 +17,7 @@ from lb.balancer import Choice
 from lb.clock import iso, now_ms
 from lb.errors import ApiError, body, openai_error, takes_large_json
 from lb.ledger import Ledger
-from lb.upstream import PARSED, Event, Upstream, usage_of
+from lb.upstream import PARSED, Upstream, usage_of
 
 bp = Blueprint("proxy", __name__)
 
@@ -190,7 +190,7 @@ def compact():
     except (ValueError, RecursionError):
         answer = None
     if isinstance(answer, dict):
-        ledger.outcome("ok", usage=usage_of(Event(b"", None, {"response": answer})))
+        ledger.outcome("ok", usage=usage_of(answer))
     ledger.finish()
     return Response(result.body, 200, headers={"content-type": "application/json", **result.headers})
 

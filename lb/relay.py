@@ -10,7 +10,7 @@ import logging
 import urllib3
 
 from lb import balancer
-from lb.upstream import error_of, failure_code, usage_of
+from lb.upstream import error_of, failure_code, response_of, usage_of
 
 log = logging.getLogger(__name__)
 
@@ -20,16 +20,16 @@ TERMINAL = ("response.completed", "response.incomplete", "response.failed")
 def record(event, ledger, headers):
     """What a terminal or ``error`` event says of the request (and, for a usage limit, of the account)."""
     if event.type == "response.completed":
-        ledger.outcome("ok", usage=usage_of(event))
+        ledger.outcome("ok", usage=usage_of(response_of(event)))
     elif event.type == "response.incomplete":
-        details = ((event.data or {}).get("response") or {}).get("incomplete_details")
+        details = response_of(event).get("incomplete_details")
         reason = details.get("reason") if isinstance(details, dict) else None
-        ledger.outcome("ok", f"incomplete:{reason or 'unknown'}", usage_of(event))
+        ledger.outcome("ok", f"incomplete:{reason or 'unknown'}", usage_of(response_of(event)))
     else:
         outcome = balancer.after_error(200, error_of(event), headers, ledger.now())
         status_change = {k: v for k, v in outcome.changes.items() if k in ("status", "resets_at", "status_reason")}
         ledger.change(ledger.account_id, status_change)
-        ledger.outcome(outcome.log_status, outcome.error_code, usage_of(event))
+        ledger.outcome(outcome.log_status, outcome.error_code, usage_of(response_of(event)))
 
 
 def failed_event(code, message):

@@ -69,12 +69,6 @@ def batches(chunks, parse_first=True, parse=PARSED):
         yield [_event(buffer, first, parse)]
 
 
-def events(chunks, parse_first=True, parse=PARSED):
-    """The Events of ``batches``, one at a time."""
-    for batch in batches(chunks, parse_first, parse):
-        yield from batch
-
-
 def _boundary(buffer):
     """(index, width) of the first blank line in ``buffer``, or (-1, 0)."""
     found = [(i, w) for i, w in ((buffer.find(b"\n\n"), 2), (buffer.find(b"\r\n\r\n"), 4)) if i >= 0]
@@ -98,10 +92,16 @@ class Usage(NamedTuple):
     output_tokens: int = 0
 
 
-def usage_of(event):
-    """The tokens in a terminal event's ``response.usage`` (zeros where the upstream gave none)."""
+def response_of(event):
+    """The ``response`` object an event carries (a terminal one does), else {}."""
     response = (event.data or {}).get("response")
-    usage = response.get("usage") if isinstance(response, dict) else None
+    return response if isinstance(response, dict) else {}
+
+
+def usage_of(response):
+    """The tokens in a response object's ``usage`` (a terminal event's, or a compaction's answer): zeros where
+    the upstream gave none."""
+    usage = response.get("usage")
     if not isinstance(usage, dict):
         return Usage()
 
@@ -115,11 +115,9 @@ def usage_of(event):
 
 def error_of(event):
     """The error object of a ``response.failed`` or ``error`` event (None for others)."""
-    data = event.data or {}
     if event.type == "error":
-        return data
-    response = data.get("response")
-    error = response.get("error") if isinstance(response, dict) else None
+        return event.data or {}
+    error = response_of(event).get("error")
     return error if isinstance(error, dict) else None
 
 

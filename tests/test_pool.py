@@ -2,8 +2,8 @@
 import pytest
 
 from fixtureapps.token_server import Answer
-from fixtureapps.upstream import Drop, Fail, Stream
-from helpers import (ACCESS_2, NOW_MS, NOW_S, REFRESH_2, ask, logs, new_tokens, openai_error, pool_account, row,
+from fixtureapps.upstream import Compact, Drop, Fail, Stream
+from helpers import (ACCESS_2, CODEX, NOW_MS, NOW_S, REFRESH_2, ask, logs, new_tokens, openai_error, pool_account, row,
                      sse, stored_tokens, write)
 
 from lb import crypto, refresh
@@ -77,18 +77,22 @@ def test_no_usable_account_is_503_saying_why(app, client, clock, accounts, messa
 
 # -- failover --------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("answer, code", [
-    (Fail(500, {"error": {"message": "internal"}}), "upstream_error"),
-    (Fail(503, {"error": {"code": "server_is_overloaded", "message": "busy"}}), "server_is_overloaded"),
-    (Drop(), "upstream_unavailable"),
-    (Stream(first="failed", error={"code": "server_error", "message": "boom"}), "server_error"),
-    (Stream(first="error", error={"code": "server_is_overloaded", "message": "busy"}), "server_is_overloaded"),
+@pytest.mark.parametrize("answer, status, code", [  # the status and code of the failed attempt
+    (Fail(500, {"error": {"message": "internal"}}), 500, "upstream_error"),
+    (Fail(503, {"error": {"code": "server_is_overloaded", "message": "busy"}}), 503, "server_is_overloaded"),
+    (Drop(), 502, "upstream_unavailable"),
+    (Stream(first="failed", error={"code": "server_error", "message": "boom"}), 200, "server_error"),
+    (Stream(first="error", error={"code": "server_is_overloaded", "message": "busy"}), 200, "server_is_overloaded"),
+    (Stream(first_delay=2.5), 502, "stream_idle_timeout"),  # headers, then silence past the read timeout (2 s)
 ])
-def test_a_failure_before_the_first_byte_moves_to_the_next_account(app, client, upstream, three, answer, code):
+def test_a_failure_before_the_first_byte_moves_to_the_next_account(app, client, upstream, three, answer, status,
+                                                                   code, caplog):
     a, b, _ = three
     upstream.plan("ws-a", answer)
     response = ask(client)
     assert response.status_code == 200
+    assert [r.getMessage() for r in caplog.records if "trying another account" in r.getMessage()] == [
+        f"account {a}: upstream {status} {code}; trying another account"]
     assert [kind for kind, _ in sse(response.get_data())][-1] == "response.completed"
     assert upstream.accounts() == ["ws-a", "ws-b"]
     assert served_by(app) == [(b, "ok", None)]
@@ -216,6 +220,16 @@ def test_a_401_on_a_token_another_instance_has_replaced_asks_again_with_its_toke
     assert upstream.accounts() == ["ws-a", "ws-a"] and token_server.requests == []  # no second refresh
     assert upstream.requests[1].headers["authorization"] == f"Bearer {ACCESS_2}"
     assert served_by(app) == [(three[0], "ok", None)]
+
+
+def test_a_401_on_compaction_refreshes_the_token_once_and_asks_again(app, client, upstream, token_server, three):
+    upstream.plan("ws-a", Fail(401, {"error": {"message": "token expired"}}), Compact())
+    token_server.answer(new_tokens(access_token=ACCESS_2, refresh_token=REFRESH_2))
+    response = client.post(CODEX + "/compact", json={"model": "gpt-5.3-codex", "input": []})
+    assert response.status_code == 200 and response.get_json()["object"] == "response.compaction"
+    assert upstream.accounts() == ["ws-a", "ws-a"] and len(token_server.requests) == 1
+    assert upstream.requests[1].headers["authorization"] == f"Bearer {ACCESS_2}"
+    assert [(log.account_id, log.status, log.input_tokens) for log in logs(app)] == [(three[0], "ok", 50)]
 
 
 def test_a_permanent_refresh_failure_deactivates_and_moves_on(app, client, upstream, token_server, three):
