@@ -57,8 +57,9 @@ def add_rows(rows):
 
 
 def _upsert(model, keys, groups):
-    """Insert each group's sums, or add them to the row already there."""
-    rows = [(*(key if isinstance(key, tuple) else (key,)), *values) for key, values in groups.items()]
+    """Insert each group's sums, or add them to the row already there: in key order, so concurrent writers
+    lock the rows they share in the same order (no deadlock on PostgreSQL)."""
+    rows = [(*(key if isinstance(key, tuple) else (key,)), *values) for key, values in sorted(groups.items())]
     for start in range(0, len(rows), 100):
         store.upsert_sums(model._meta.table_name, keys, SUMS, rows[start:start + 100])
 

@@ -16,6 +16,7 @@ import select
 import socket
 import subprocess
 import sys
+import time
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 
 import pytest
@@ -218,6 +219,32 @@ def test_concurrent_writers_wait_and_never_store_an_id_twice(server):
     assert len(ids) == len(set(ids)) == accepted == 600
     status, overview = call(server.port, "GET", "/api/dashboard/overview")
     assert status == 200 and overview["usageSummary"]["inputTokens"] == 600 * 7
+
+
+def _crossing_writer(args):
+    """One client process: batches of the same 200 requestIds as the other writers', over three hours, in its
+    own order (ascending or descending), so that concurrent transactions meet the same rows in opposite orders."""
+    port, writer, batches = args
+    now = time.time()
+    results = []
+    for b in range(batches):
+        ids = range(200) if writer % 2 else reversed(range(200))
+        items = [{"requestId": f"id-{b}-{k}", "model": "o3-pro", "inputTokens": 7,
+                  "requestedAt": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(now - 3600 * (k % 3)))}
+                 for k in ids]
+        results.append(ingest_over_http(port, items))
+    return results
+
+
+def test_concurrent_batches_crossing_the_same_rows_in_opposite_orders_never_deadlock(server):
+    # Each transaction takes its row locks (the requestIds' index entries, the rollups' rows) in one sorted
+    # order, whatever the batch's order: on PostgreSQL two batches in opposite orders would otherwise deadlock.
+    with ProcessPoolExecutor(4) as pool:
+        results = [r for batch in pool.map(_crossing_writer, [(server.port, w, 8) for w in range(4)]) for r in batch]
+    assert all(status == 201 for status, _ in results), [r for r in results if r[0] != 201][:3]
+    assert sum(body["accepted"] for _, body in results) == 8 * 200
+    status, overview = call(server.port, "GET", "/api/dashboard/overview")
+    assert status == 200 and overview["requestCount"] == 8 * 200
 
 
 def raw_exchange(port, data, piece=65536):
