@@ -72,10 +72,12 @@ def relay(served, ledger, upstream_headers):
         yield failed_event(code, "The upstream went silent" if code == "stream_idle_timeout"
                            else "The upstream connection broke")
     finally:
-        ledger.metrics.open_streams.dec()
-        served.close()
-        _count_failure(ledger)
-        ledger.finish()
+        try:
+            served.close()
+            _count_failure(ledger)
+            ledger.finish()
+        finally:  # open until its log is written: at 0, every stream so far has its log
+            ledger.metrics.open_streams.dec()
 
 
 def collect(served, ledger, headers, parsed_type):

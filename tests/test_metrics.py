@@ -7,6 +7,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from fixtureapps.upstream import Fail, Stream
 from helpers import AUTH_REQUIRED, BEARER, V1, ask, ingest, pool_account
 from lb import metrics
+from lb.ledger import Ledger
 
 pytestmark = pytest.mark.uses_upstream
 
@@ -104,7 +105,15 @@ def test_proxied_requests_show_in_every_instrument(app, client, clock, upstream)
         <= value(samples, "codexlb_proxy_first_byte_seconds_sum")
 
 
-def test_a_stream_is_open_while_it_is_relayed(app, client, clock, upstream):
+def test_a_stream_is_open_while_it_is_relayed_and_until_its_log_is_written(app, client, clock, upstream,
+                                                                           monkeypatch):
+    finish, open_at_finish = Ledger.finish, []
+
+    def finishing(ledger):
+        open_at_finish.append(ledger.metrics.open_streams._value.get())
+        finish(ledger)
+
+    monkeypatch.setattr(Ledger, "finish", finishing)
     pool_account(app, clock, "a")
     gate = threading.Event()
     upstream.default = Stream(gate=gate)
@@ -118,6 +127,7 @@ def test_a_stream_is_open_while_it_is_relayed(app, client, clock, upstream):
         pass
     response.close()
     assert value(scrape(client), "codexlb_open_streams") == 0
+    assert open_at_finish == [1]  # so a scrape that reads 0 knows every stream so far is logged
 
 
 def test_posted_request_logs_count_as_ingest_rows(client):
