@@ -86,8 +86,10 @@ class Ledger:
     def flush(self):
         """Write what was gathered, in one short transaction."""
         if self._changes or self._pin or self._key_use:
-            with db.connection_context(), db.atomic():
-                self._write(self.now())
+            with db.connection_context():
+                with db.atomic():
+                    self._write(self.now())
+                _prune(self.now())
 
     def finish(self):
         """The request has ended: write its log row, through the ingest's store code, and what is pending."""
@@ -96,9 +98,11 @@ class Ledger:
         row = LogRow(request_id(now), self.requested_at, self.account_id, self.model, self.usage.input_tokens,
                      self.usage.output_tokens, self.usage.cached_input_tokens, self.status, self.error_code,
                      latency, self.api_key_id)
-        with db.connection_context(), db.atomic():
-            self._write(now)
-            ingest.store_batch([row], check_references=False, instruments=self.metrics)
+        with db.connection_context():
+            with db.atomic():
+                self._write(now)
+                ingest.store_batch([row], check_references=False, instruments=self.metrics)
+            _prune(now)
 
     def _write(self, now):
         for account_id, changes in self._changes.items():
@@ -108,12 +112,18 @@ class Ledger:
             key, account_id = self._pin
             store.save_pin(key, account_id, now)
             self._pin = None
-            if now - _pruned_at[0] >= PRUNE_MS:
-                _pruned_at[0] = now
-                StickyPin.delete().where(StickyPin.seen_at <= now - STICKY_MS).execute()
         if self._key_use:
             store.key_used(self.api_key_id, now)
             self._key_use = False
+
+
+def _prune(now):
+    """At most once a minute, delete the lapsed pins: a statement of its own, after the request's transaction,
+    which it would otherwise lengthen (and on PostgreSQL, lock rows another instance's request may hold)."""
+    if now - _pruned_at[0] >= PRUNE_MS:
+        _pruned_at[0] = now
+        with db.atomic():  # a transaction of its own (on SQLite, queued with the others)
+            StickyPin.delete().where(StickyPin.seen_at <= now - STICKY_MS).execute()
 
 
 def _apply(account_id, changes, now):
