@@ -27,42 +27,50 @@ import multiprocessing
 import os
 import random
 import signal
-import sqlite3
 import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import bench  # noqa: E402  (the server and its client)
+import rawdb  # noqa: E402  (reads of the database itself)
 import soak  # noqa: E402  (the load and the summaries' recount)
 import streams  # noqa: E402  (the fake upstream and the streams' logs)
 
 
-def stored_batches(db_path):
-    """The database's health and its ingest batches: (integrity_check's answer, {batch: rows stored})."""
-    with contextlib.closing(sqlite3.connect(db_path)) as conn:
-        health = conn.execute("PRAGMA integrity_check").fetchone()[0]
-        rows = conn.execute("SELECT request_id FROM request_log WHERE request_id LIKE 'w%'").fetchall()
-    return health, collections.Counter(request_id.rsplit("-", 1)[0] for request_id, in rows)
+def stored_batches(where):
+    """The database's health (SQLite's integrity_check; PostgreSQL's server outlives the kill: "n/a") and
+    its ingest batches, {batch: rows stored}."""
+    health = "n/a" if rawdb.is_postgres(where) else rawdb.rows(where, "PRAGMA integrity_check")[0][0]
+    ids = rawdb.rows(where, "SELECT request_id FROM request_log WHERE request_id LIKE 'w%'")
+    return health, collections.Counter(request_id.rsplit("-", 1)[0] for request_id, in ids)
 
 
-def after_crash(db_path, acked, clients, keys, kills, limited_hits):
+def after_crash(where, acked, clients, keys, kills, limited_hits):
     """The checks made with the server down: the figures, each 0 or True when all is well."""
-    health, batches = stored_batches(db_path)
+    health, batches = stored_batches(where)
     acked_batches = {request_id.rsplit("-", 1)[0] for request_id in acked}
-    figures = {"integrity_ok": health == "ok",
+    figures = {"integrity_ok": None if health == "n/a" else health == "ok",
                "acked_batches_lost": len(acked_batches - set(batches)),
                "batches_in_part": sum(rows != soak.BATCH for rows in batches.values())}
-    figures.update(streams.compare(clients, keys, db_path, kills))
-    states = streams.account_states(db_path)
+    figures.update(streams.compare(clients, keys, where, kills))
+    states = streams.account_states(where)
     figures["accounts_as_dictated"] = (streams.states_as_dictated(states, limited_hits)
                                        or streams.states_as_dictated(states, 0))  # the 429 may not be written
     return figures
 
 
-def crash(data_dir, cycles, seconds, clients=soak.CLIENTS, seed=1):
+def worst_of(values):
+    """A check's worst over the cycles: False if any was, the largest count, None where not applicable."""
+    if values[0] is None:
+        return None
+    return all(values) if isinstance(values[0], bool) else max(values)
+
+
+def crash(data_dir, cycles, seconds, clients=soak.CLIENTS, seed=1, database_url=None):
     rng = random.Random(seed)
-    keys = streams.prepare(data_dir, clients)
-    port, db_path = bench.free_port(), os.path.join(data_dir, "lb.db")
+    keys = streams.prepare(data_dir, clients, database_url)
+    port, where = bench.free_port(), database_url or os.path.join(data_dir, "lb.db")
+    settings = {"DATABASE_URL": database_url} if database_url else {}
     log_path = os.path.join(data_dir, "server.log")
     acked, seen, kills, checks, stats = [], {}, [], [], collections.Counter()
     with multiprocessing.Pool(soak.WRITERS + soak.READERS + soak.CLIENT_PROCS) as pool:  # before any thread
@@ -71,9 +79,9 @@ def crash(data_dir, cycles, seconds, clients=soak.CLIENTS, seed=1):
         cookie = None
         try:
             for cycle in range(cycles + 1):  # the last start only checks the summaries
-                server = bench.start_server(data_dir, port, log_path=log_path, UPSTREAM_URL=upstream.url)
+                server = bench.start_server(data_dir, port, log_path=log_path, UPSTREAM_URL=upstream.url, **settings)
                 cookie = cookie or bench.session_cookie(port)  # sessions live in the database: one login
-                summaries = soak.summaries_equal(port, cookie, db_path)
+                summaries = soak.summaries_equal(port, cookie, where)
                 stats["summaries_unequal"] += summaries != (True, True)
                 if cycle == cycles:
                     server.terminate()
@@ -98,16 +106,15 @@ def crash(data_dir, cycles, seconds, clients=soak.CLIENTS, seed=1):
                         seen[index]["outcomes"].update(results["outcomes"])
                         seen[index]["hung_up"] += results["hung_up"]
                 limited = sum(n for (account, _), n in upstream.answered.items() if account == streams.LIMITED)
-                checks.append(after_crash(db_path, acked, seen, keys, kills, limited))
+                checks.append(after_crash(where, acked, seen, keys, kills, limited))
         finally:
             with contextlib.suppress(NameError):
                 if server.poll() is None:
                     server.kill()
             upstream.stop()
     ended = streams.outcomes(seen)
-    worst = {name: (all(c[name] for c in checks) if isinstance(checks[0][name], bool) else max(c[name] for c in checks))
-             for name in checks[0]}
-    return {"cycles": cycles, "seconds_per_cycle": seconds,
+    worst = {name: worst_of([c[name] for c in checks]) for name in checks[0]}
+    return {"cycles": cycles, "database": "PostgreSQL" if database_url else "SQLite", "seconds_per_cycle": seconds,
             "mean_kill_after_s": round(stats["killed_after_ms"] / cycles / 1000, 2),
             "dashboard_requests": stats["dashboard_requests"], "dashboard_5xx": stats["dashboard_5xx"],
             "batches_acknowledged": len({i.rsplit("-", 1)[0] for i in acked}),
@@ -123,9 +130,12 @@ def main(argv=None):
     parser.add_argument("--seconds", type=float, default=4.0, help="of load per cycle; the kill comes within")
     parser.add_argument("--clients", type=int, default=soak.CLIENTS, help="streaming clients through the proxy")
     parser.add_argument("--seed", type=int, default=1, help="of the kill moments")
+    parser.add_argument("--postgres", metavar="URL", help="a PostgreSQL server whose user may create databases: "
+                        "the run uses a fresh database on it (dropped afterwards) instead of SQLite")
     parser.add_argument("--out", default=os.path.join(bench.ROOT, "bench-results", "crash.json"))
     opts = parser.parse_args(argv)
-    return soak.in_fresh_dir(lambda data: crash(data, opts.cycles, opts.seconds, opts.clients, opts.seed), opts.out)
+    return soak.in_fresh_dir(lambda data, url: crash(data, opts.cycles, opts.seconds, opts.clients, opts.seed, url),
+                             opts.out, opts.postgres)
 
 
 if __name__ == "__main__":

@@ -127,7 +127,7 @@ def cpu_s(pid):
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def prepare(data_dir, workspaces=(WORKSPACE,), keys=1):
+def prepare(data_dir, workspaces=(WORKSPACE,), keys=1, database_url=None):
     """Accounts with credentials (one per workspace, ws-x@example.com) and API keys, stored in-process:
     the keys' [(id, key)]."""
     from lb import create_app, credentials
@@ -140,7 +140,7 @@ def prepare(data_dir, workspaces=(WORKSPACE,), keys=1):
         return f"{head}.{body}.c2lnbmF0dXJl"
 
     now = time.time()
-    app = create_app({"DATA_DIR": data_dir, "CHECKPOINT_SECONDS": 0})
+    app = create_app({"DATA_DIR": data_dir, "CHECKPOINT_SECONDS": 0, "DATABASE_URL": database_url})
     with app.app_context(), store.db.connection_context():
         for workspace in workspaces:
             claims = {"email": f"{workspace}@example.com", "sub": f"auth0|{workspace}",

@@ -24,12 +24,12 @@ request's arrival in the app).
     python bench/soak.py --threads 64           # a waitress thread for every client
 """
 import argparse
+import contextlib
 import http.client
 import json
 import multiprocessing
 import os
 import random
-import sqlite3
 import statistics
 import sys
 import tempfile
@@ -37,6 +37,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import bench  # noqa: E402  (the server, client and percentile helpers)
+import rawdb  # noqa: E402  (reads of the database itself)
 import streams  # noqa: E402  (the fake upstream, the streaming clients, their logs)
 
 WRITERS, READERS, BATCH = 4, 8, 1000
@@ -98,17 +99,13 @@ def _reader(args):
     return overview, statuses, locked
 
 
-def raw_recount(db_path):
+def raw_recount(where):
     """Counts and sums straight from request_log, and each requestId's copies beyond the first."""
-    conn = sqlite3.connect(db_path)
-    try:
-        count, tokens_in, tokens_out, cost = conn.execute(
-            "SELECT COUNT(*), SUM(input_tokens), SUM(output_tokens), SUM(cost) FROM request_log").fetchone()
-        doubled = conn.execute("SELECT COUNT(*) - COUNT(DISTINCT request_id) FROM request_log").fetchone()[0]
-        ids = {row[0] for row in conn.execute("SELECT request_id FROM request_log")}
-    finally:
-        conn.close()
-    return {"count": count, "input": tokens_in or 0, "output": tokens_out or 0, "cost": cost or 0,
+    [(count, tokens_in, tokens_out, cost)] = rawdb.rows(
+        where, "SELECT COUNT(*), SUM(input_tokens), SUM(output_tokens), SUM(cost) FROM request_log")
+    [(doubled,)] = rawdb.rows(where, "SELECT COUNT(*) - COUNT(DISTINCT request_id) FROM request_log")
+    ids = {row[0] for row in rawdb.rows(where, "SELECT request_id FROM request_log")}
+    return {"count": count, "input": int(tokens_in or 0), "output": int(tokens_out or 0), "cost": int(cost or 0),
             "doubled": doubled, "ids": ids}
 
 
@@ -159,12 +156,15 @@ def start_load(pool, port, upstream_port, cookie, keys, deadline, run=0):
             pool.map_async(streams.streamers, [(port, upstream_port, share, deadline) for share in shares if share]))
 
 
-def soak(data_dir, seconds, checkpoint_seconds, clients=CLIENTS, **settings):
-    """The mixed load on a fresh server for ``seconds``, then the checks: the figures. ``settings``: more LB_*."""
-    keys = streams.prepare(data_dir, clients)
+def soak(data_dir, seconds, checkpoint_seconds, clients=CLIENTS, database_url=None, **settings):
+    """The mixed load on a fresh server for ``seconds``, then the checks: the figures. ``database_url``: an
+    empty PostgreSQL database, else SQLite in ``data_dir``; ``settings``: more LB_*."""
+    keys = streams.prepare(data_dir, clients, database_url)
     port = bench.free_port()
     log_path = os.path.join(data_dir, "server.log")
-    db_path = os.path.join(data_dir, "lb.db")
+    where = database_url or os.path.join(data_dir, "lb.db")
+    if database_url:
+        settings["DATABASE_URL"] = database_url
     with multiprocessing.Pool(WRITERS + READERS + CLIENT_PROCS) as pool:  # forked before any thread starts
         upstream = streams.SoakUpstream().start()
         server = bench.start_server(data_dir, port, log_path=log_path, CHECKPOINT_SECONDS=checkpoint_seconds,
@@ -175,30 +175,32 @@ def soak(data_dir, seconds, checkpoint_seconds, clients=CLIENTS, **settings):
             loads = start_load(pool, port, upstream_port, cookie, keys, time.time() + seconds)
             written, read, streamed = (load.get() for load in loads)
             samples = settle(port)
-            overview_equal, usage_equal = summaries_equal(port, cookie, db_path)
-            wal_mb, db_mb = file_mb(db_path + "-wal"), file_mb(db_path)
+            overview_equal, usage_equal = summaries_equal(port, cookie, where)
             rss = bench.rss_mb(server.pid)
         finally:
             server.terminate()
             server.wait(timeout=30)
             upstream.stop()
     clients = {index: results for share in streamed for index, results in share.items()}
-    figures = {"seconds": seconds, "checkpoint_seconds": checkpoint_seconds}
-    figures.update(dashboard_figures(written, read, log_path, db_path))
+    figures = {"seconds": seconds, "database": "PostgreSQL" if database_url else "SQLite",
+               "checkpoint_seconds": checkpoint_seconds}
+    figures.update(dashboard_figures(written, read, log_path, where))
     figures.update(overview_equals_recount=overview_equal, usage_equals_recount=usage_equal)
-    figures.update(proxy_figures(clients, keys, db_path, upstream, samples, seconds))
+    figures.update(proxy_figures(clients, keys, where, upstream, samples, seconds))
     figures["requests"] += figures["proxied_requests"]  # what the server answered (the probes' direct calls not)
     figures["requests_per_s"] = round(figures["requests"] / seconds, 1)
-    figures.update(wal_mb=round(wal_mb, 1), db_mb=round(db_mb, 1), rss_mb=round(rss, 1))
+    if not database_url:  # the WAL's growth is SQLite's
+        figures.update(wal_mb=round(file_mb(where + "-wal"), 1), db_mb=round(file_mb(where), 1))
+    figures["rss_mb"] = round(rss, 1)
     return figures
 
 
-def summaries_equal(port, cookie, db_path):
+def summaries_equal(port, cookie, where):
     """Whether the overview and the usage totals equal a raw recount of request_log: (overview, usage)."""
     with bench.Client(port, cookie) as client:
         overview = json.loads(client.call("GET", "/api/dashboard/overview")[1])
         usage = json.loads(client.call("GET", "/api/usage?groupBy=model")[1])["totals"]
-    raw = raw_recount(db_path)
+    raw = raw_recount(where)
     counted = (raw["count"], raw["input"], raw["output"])
     return ((overview["requestCount"], overview["usageSummary"]["inputTokens"],
              overview["usageSummary"]["outputTokens"]) == counted,
@@ -206,9 +208,9 @@ def summaries_equal(port, cookie, db_path):
             == (*counted, round(raw["cost"] / 1e6, 4)))
 
 
-def dashboard_figures(written, read, log_path, db_path):
+def dashboard_figures(written, read, log_path, where):
     """The writers' and readers' share: their answers, the ingest's ids, the overview's latency."""
-    raw = raw_recount(db_path)
+    raw = raw_recount(where)
     acked = [i for ids, _, _ in written for i in ids]
     statuses = [s for _, st, _ in written for s in st] + [s for _, st, _ in read for s in st]
     latencies = [ms for lat, _, _ in read for ms in lat]
@@ -226,7 +228,7 @@ def dashboard_figures(written, read, log_path, db_path):
     }
 
 
-def proxy_figures(clients, keys, db_path, upstream, samples, seconds):
+def proxy_figures(clients, keys, where, upstream, samples, seconds):
     """The streaming clients' share: what they saw, the logs it left, the accounts, the added latency."""
     ended = streams.outcomes(clients)
     probes = [c for c in clients.values() if c["kind"] == "probe"]
@@ -246,8 +248,8 @@ def proxy_figures(clients, keys, db_path, upstream, samples, seconds):
                               if k.startswith("codexlb_http_requests_total") and 'status="5' in k)),
     }
     figures["http_5xx_proxied"] = sum(v for k, v in ended.items() if k.startswith("http 5"))
-    figures.update(streams.compare(clients, keys, db_path))
-    figures["accounts_as_dictated"] = streams.states_as_dictated(streams.account_states(db_path), limited_hits)
+    figures.update(streams.compare(clients, keys, where))
+    figures["accounts_as_dictated"] = streams.states_as_dictated(streams.account_states(where), limited_hits)
     if proxied_ms and direct_ms:
         for q in (50, 95):
             figures[f"added_ttfb_p{q}_ms"] = round(bench.percentile(proxied_ms, q) - bench.percentile(direct_ms, q), 2)
@@ -261,12 +263,13 @@ def report(figures):
     return "\n".join(f"{name:>24}  {value}" for name, value in figures.items())
 
 
-def in_fresh_dir(run, out):
-    """``run(data dir)`` on a fresh temporary data directory; print its figures, write them as JSON to
-    ``out`` and return them."""
-    with tempfile.TemporaryDirectory(prefix="lb-soak-") as scratch:
+def in_fresh_dir(run, out, postgres=None):
+    """``run(data dir, database URL or None)`` on a fresh temporary data directory and, given a ``postgres``
+    server, a fresh database on it; print its figures, write them as JSON to ``out`` and return them."""
+    with tempfile.TemporaryDirectory(prefix="lb-soak-") as scratch, \
+            (rawdb.fresh_postgres(postgres) if postgres else contextlib.nullcontext()) as database_url:
         os.makedirs(os.path.join(scratch, "data"))
-        figures = run(os.path.join(scratch, "data"))
+        figures = run(os.path.join(scratch, "data"), database_url)
     print(report(figures))
     os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
     with open(out, "w") as f:
@@ -279,12 +282,14 @@ def main(argv=None):
     parser.add_argument("--seconds", type=int, default=60)
     parser.add_argument("--clients", type=int, default=CLIENTS, help="streaming clients through the proxy")
     parser.add_argument("--threads", type=int, help="LB_THREADS of the server (default: its own, 32)")
+    parser.add_argument("--postgres", metavar="URL", help="a PostgreSQL server whose user may create databases: "
+                        "the run uses a fresh database on it (dropped afterwards) instead of SQLite")
     parser.add_argument("--checkpoint-seconds", type=int, default=10, help="LB_CHECKPOINT_SECONDS of the server")
     parser.add_argument("--out", default=os.path.join(bench.ROOT, "bench-results", "soak.json"))
     opts = parser.parse_args(argv)
     settings = {"THREADS": opts.threads} if opts.threads else {}
-    return in_fresh_dir(lambda data: soak(data, opts.seconds, opts.checkpoint_seconds, opts.clients, **settings),
-                        opts.out)
+    return in_fresh_dir(lambda data, url: soak(data, opts.seconds, opts.checkpoint_seconds, opts.clients, url,
+                                               **settings), opts.out, opts.postgres)
 
 
 if __name__ == "__main__":

@@ -13,7 +13,6 @@ import http.client
 import json
 import os
 import re
-import sqlite3
 import sys
 import threading
 import time
@@ -21,6 +20,7 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "tests"))
 import proxy_bench  # noqa: E402  (prepare, PATH)
+import rawdb  # noqa: E402
 from fixtureapps.upstream import Fail, FakeUpstream, Stream  # noqa: E402
 
 SERVING = ("ws-soak-a", "ws-soak-b", "ws-soak-c")
@@ -65,9 +65,9 @@ class SoakUpstream(FakeUpstream):
         return n, None, dataclasses.replace(ANSWERS[kind], usage=(int(found[1]), 0, 7))
 
 
-def prepare(data_dir, clients):
+def prepare(data_dir, clients, database_url=None):
     """The four accounts and one API key per client: [(key id, key)]."""
-    return proxy_bench.prepare(data_dir, SERVING + (LIMITED,), keys=clients)
+    return proxy_bench.prepare(data_dir, SERVING + (LIMITED,), keys=clients, database_url=database_url)
 
 
 def _body(number, kind):
@@ -142,31 +142,27 @@ def streamers(args):
     return out
 
 
-def logged(db_path):
+def logged(where):
     """The proxy's request logs per API key: {key id: (Counter of an ok log's input tokens, Counter of
     statuses)}, and the ok logs served by the limited account."""
-    conn = sqlite3.connect(db_path)
-    try:
-        limited = conn.execute("SELECT id FROM account WHERE chatgpt_account_id = ?", (LIMITED,)).fetchone()[0]
-        per_key = collections.defaultdict(lambda: (collections.Counter(), collections.Counter()))
-        by_limited = 0
-        for key_id, status, tokens, account_id in conn.execute(
-                "SELECT api_key_id, status, input_tokens, account_id FROM request_log WHERE api_key_id IS NOT NULL"):
-            per_key[key_id][1][status] += 1
-            if status == "ok":
-                per_key[key_id][0][tokens] += 1
-                by_limited += account_id == limited
-    finally:
-        conn.close()
+    [(limited,)] = rawdb.rows(where, "SELECT id FROM account WHERE chatgpt_account_id = ?", (LIMITED,))
+    per_key = collections.defaultdict(lambda: (collections.Counter(), collections.Counter()))
+    by_limited = 0
+    for key_id, status, tokens, account_id in rawdb.rows(
+            where, "SELECT api_key_id, status, input_tokens, account_id FROM request_log WHERE api_key_id IS NOT NULL"):
+        per_key[key_id][1][status] += 1
+        if status == "ok":
+            per_key[key_id][0][tokens] += 1
+            by_limited += account_id == limited
     return per_key, by_limited
 
 
-def compare(clients, keys, db_path, kills=()):
+def compare(clients, keys, where, kills=()):
     """Each client's requests against its key's logs: every stream the client read to its end logged ok once,
     every hang-up logged cancelled, nothing else. Around a crash (``kills``: when, epoch s) a request that
     broke may have its log or not, and so may a hang-up the server had not finished with (within a cancelled
     stream's length of the kill): those streams were still in flight."""
-    per_key, by_limited = logged(db_path)
+    per_key, by_limited = logged(where)
     figures = collections.Counter(ok_served_by_limited=by_limited)
     in_flight = ANSWERS["cancel"].delay * (ANSWERS["cancel"].deltas + 8) + 1  # its events' time, and a second
     for index, results in clients.items():
@@ -190,14 +186,10 @@ def outcomes(clients):
     return dict(collections.Counter(o for results in clients.values() for o in results["outcomes"].values()))
 
 
-def account_states(db_path):
+def account_states(where):
     """{workspace: (status, status_reason)} of the soak's accounts."""
-    conn = sqlite3.connect(db_path)
-    try:
-        return {ws: (status, reason) for ws, status, reason in
-                conn.execute("SELECT chatgpt_account_id, status, status_reason FROM account")}
-    finally:
-        conn.close()
+    return {ws: (status, reason) for ws, status, reason in
+            rawdb.rows(where, "SELECT chatgpt_account_id, status, status_reason FROM account")}
 
 
 def states_as_dictated(states, limited_hits):
