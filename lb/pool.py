@@ -175,7 +175,7 @@ def attempt(account, call, upstream, ledger):
 def _credentials(account_id, now, rejected):
     """Credentials after the upstream refused ``rejected``: refreshed, unless another refresh replaced it."""
     with db.connection_context():
-        return refresh.fresh_credentials(account_id, now, force=True, rejected=rejected)
+        return refresh.fresh_credentials(account_id, now, rejected=rejected)
 
 
 def _open(upstream, call, credentials):

@@ -86,16 +86,16 @@ def is_expiring(access_token, last_refresh_at, now):
     return last_refresh_at is None or now - last_refresh_at >= REFRESH_INTERVAL_MS
 
 
-def fresh_credentials(account_id, now, force=False, account=None, rejected=None):
-    """The account's access token and ChatGPT account id, refreshed first when it expires within 5 minutes
-    (or ``force``: after an upstream 401 that refused ``rejected``, unless the stored token is no longer that
-    one). ``now`` in epoch ms; ``account``: its row, if just read. Needs an app context (the settings and the
-    encryption key) and an open database connection outside any transaction; raises RefreshFailed."""
+def fresh_credentials(account_id, now, account=None, rejected=None):
+    """The account's access token and ChatGPT account id, refreshed first when it expires within 5 minutes, or
+    when it is ``rejected``: the token an upstream 401 just refused. ``now`` in epoch ms; ``account``: its row,
+    if just read. Needs an app context (the settings and the encryption key) and an open database connection
+    outside any transaction; raises RefreshFailed."""
     account = _account(account_id) if account is None or not has_credentials(account) else account
     credentials = _credentials(account)
     # A stored token other than the rejected one is a refresh that another thread or instance did after the
     # same 401: it is used as it is, and the new refresh token is not spent again.
-    refused = force and (rejected is None or _same(credentials.access_token, rejected))
+    refused = rejected is not None and _same(credentials.access_token, rejected)
     if refused or is_expiring(credentials.access_token, account.last_refresh_at, now):
         return refresh(account, now)
     return credentials

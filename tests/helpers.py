@@ -283,8 +283,10 @@ def write(app, account_id, **fields):
 
 
 def fresh(app, account_id, clock, force=False):
+    """fresh_credentials; ``force``: as after an upstream 401 on the stored access token."""
+    rejected = stored_tokens(app, account_id)[1] if force else None
     with app.app_context(), store.db.connection_context():
-        return refresh.fresh_credentials(account_id, int(clock() * 1000), force=force)
+        return refresh.fresh_credentials(account_id, int(clock() * 1000), rejected=rejected)
 
 
 def refresh_fails(app, account_id, clock, force=True):

@@ -206,9 +206,9 @@ def test_a_401_on_a_token_another_instance_has_replaced_asks_again_with_its_toke
                                                                                    token_server, three, monkeypatch):
     fresh_credentials = refresh.fresh_credentials
 
-    def refreshed_elsewhere(account_id, now, force=False, **kwargs):
-        credentials = fresh_credentials(account_id, now, force, **kwargs)
-        if not force:  # the old token goes upstream while another instance gets a 401 with it and refreshes
+    def refreshed_elsewhere(account_id, now, account=None, rejected=None):
+        credentials = fresh_credentials(account_id, now, account, rejected)
+        if rejected is None:  # the old token goes upstream while another instance gets a 401 with it and refreshes
             fernet = app.extensions["lb_fernet"]
             write(app, account_id, access_token=crypto.seal(ACCESS_2, fernet),
                   refresh_token=crypto.seal(REFRESH_2, fernet))

@@ -91,7 +91,7 @@ def test_force_refreshes_a_token_far_from_its_expiry(authed, app, clock, token_s
 def after_401(app, account_id, rejected):
     """fresh_credentials as the proxy calls it once the upstream refused ``rejected``."""
     with app.app_context(), db.connection_context():
-        return refresh.fresh_credentials(account_id, NOW_MS, force=True, rejected=rejected)
+        return refresh.fresh_credentials(account_id, NOW_MS, rejected=rejected)
 
 
 def test_a_401_on_a_token_another_instance_replaced_takes_its_tokens(authed, app, clock, token_server):
@@ -192,7 +192,7 @@ def test_a_manual_or_unknown_account_has_no_credentials(authed, app, clock, toke
     manual = create_account(authed)
     failure = refresh_fails(app, manual["id"], clock, force=False)
     assert (failure.code, failure.permanent) == ("no_credentials", False)
-    failure = refresh_fails(app, "acc_unknown", clock)
+    failure = refresh_fails(app, "acc_unknown", clock, force=False)  # no token to reject
     assert (failure.code, failure.permanent) == ("account_not_found", False)
     assert listed(authed) == [manual] and token_server.requests == []
 
