@@ -15,7 +15,7 @@ import pytest
 from flask import render_template_string
 from peewee import OperationalError
 
-from helpers import REMOTE, error, setup_password
+from helpers import REMOTE, ROOT, error, setup_password
 from lb import pages, store
 
 PAGES = ["/", "/accounts", "/logs", "/usage", "/keys", "/settings"]
@@ -69,9 +69,25 @@ def test_head_answers_the_headers_without_a_body(client, path):
 
 def test_the_policy_allows_no_inline_code():
     directives = dict(part.strip().split(" ", 1) for part in pages.CSP.split(";"))
-    assert pages.CSP == CSP
-    assert "unsafe" not in CSP  # no 'unsafe-inline', no 'unsafe-eval'
+    assert "unsafe" not in pages.CSP  # no 'unsafe-inline', no 'unsafe-eval'
     assert directives["script-src"] == directives["style-src"] == "'self'"
+
+
+def test_the_page_and_its_scripts_have_no_inline_code_or_markup_from_strings():
+    # What the policy would refuse (inline script, style, handlers) or what would let API data become markup.
+    lb_dir = os.path.join(ROOT, "lb")
+    with open(os.path.join(lb_dir, "templates", "index.html"), encoding="utf-8") as f:
+        html = f.read()
+    assert re.findall(r"<script(?![^>]*\bsrc=)[^>]*>", html) == []
+    assert re.findall(r"<style|\sstyle=|\son[a-z]+=", html) == []
+    scripts = [os.path.join(root, name) for root, _, names in os.walk(os.path.join(lb_dir, "static"))
+               for name in names if name.endswith(".js")]
+    assert len(scripts) > 5
+    for path in scripts:
+        with open(path, encoding="utf-8") as f:
+            code = re.sub(r"^\s*//.*$", "", f.read(), flags=re.M)  # comments may name what the code avoids
+        assert re.findall(r"innerHTML|outerHTML|insertAdjacentHTML|document\.write|\beval\(|new Function|"
+                          r"setAttribute\(\s*['\"](?:style|on)", code) == [], path
 
 
 def test_the_page_needs_no_session_even_from_another_machine(app, client):
