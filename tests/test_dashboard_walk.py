@@ -119,7 +119,6 @@ def test_an_administrator_walks_through_the_dashboard(served, upstream, page):
         {"Authorization": f"Bearer {INGEST}"})
 
     # The overview's cards say what the API says; first paint with data is measured.
-    go(page, "Overview", "overview")
     started = time.perf_counter()
     page.goto(base + "/")
     on(page, "overview")
@@ -152,7 +151,12 @@ def test_an_administrator_walks_through_the_dashboard(served, upstream, page):
     assert page.locator("[data-testid=log-status]").inner_text().strip() == "error"
     shoot(page, "logs")
 
+    # Usage: the totals the API gives; grouped by account, rows named by the accounts' emails.
     go(page, "Usage", "usage")
+    totals = page.request.get(base + "/api/usage?groupBy=day").json()["totals"]
+    expect(page.locator("#main tfoot td.num").first).to_have_text(str(totals["requests"]))
+    page.select_option("#usage-group", "account")
+    expect(page.locator("#main tbody tr", has_text="a@example.com")).to_have_count(1)
     shoot(page, "usage")
 
     # TOTP on, confirmed with a code from the secret the page shows.

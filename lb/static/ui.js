@@ -30,6 +30,18 @@ export function time(iso) {
   return h('time', { datetime: iso, title: `${iso} (${f.dateTime(iso)})` }, f.relative(iso));
 }
 
+// A read whose failure only costs some names: [] instead, unless the session has ended.
+export const soft = (promise) => promise.catch((err) => { if (err.auth) throw err; return []; });
+
+// Names for the ids in logs and usage: accounts by email, API keys by name.
+export async function names(api) {
+  const [accounts, keys] = await Promise.all([
+    soft(api.get('/api/accounts').then((d) => d.accounts)),
+    soft(api.get('/api/api-keys').then((d) => d.apiKeys)),
+  ]);
+  return { accountName: new Map(accounts.map((a) => [a.id, a.email])), keyName: new Map(keys.map((k) => [k.id, k.name])) };
+}
+
 export const badge = (status, attrs = {}) => h('span', { class: `badge s-${status}`, ...attrs }, status);
 
 // A horizontal bar; the width goes through the CSSOM, which the CSP allows.

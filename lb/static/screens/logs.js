@@ -3,25 +3,19 @@ const STATUSES = ['ok', 'error', 'rate_limit', 'quota', 'cancelled'];
 const PAGE = 50;
 
 export default async function logs(ctx) {
-  const { h, field, alertBox, busy, table, emptyRow, badge, time } = ctx.ui;
+  const { h, field, alertBox, busy, table, emptyRow, badge, time, soft, names } = ctx.ui;
   const { api, f } = ctx;
   // Names for ids: the catalog, accounts and keys (a failure here only costs the names).
-  const soft = (p) => p.catch((err) => { if (err.auth) throw err; return []; });
-  const [models, accounts, keys] = await Promise.all([
-    soft(api.get('/api/models').then((d) => d.models)),
-    soft(api.get('/api/accounts').then((d) => d.accounts)),
-    soft(api.get('/api/api-keys').then((d) => d.apiKeys)),
-  ]);
-  const accountName = new Map(accounts.map((a) => [a.id, a.email]));
-  const keyName = new Map(keys.map((k) => [k.id, k.name]));
+  const [models, { accountName, keyName }] = await Promise.all([
+    soft(api.get('/api/models').then((d) => d.models)), names(api)]);
 
   const select = (id, all, options) => h('select', { id },
     h('option', { value: '' }, all), options.map(([v, t]) => h('option', { value: v }, t)));
   const filters = {
     status: select('filter-status', 'Any status', STATUSES.map((s) => [s, f.statusLabel(s)])),
     model: select('filter-model', 'Any model', models.map((m) => [m.id, m.id])),
-    accountId: select('filter-account', 'Any account', accounts.map((a) => [a.id, a.email])),
-    apiKeyId: select('filter-key', 'Any API key', keys.map((k) => [k.id, k.name])),
+    accountId: select('filter-account', 'Any account', [...accountName]),
+    apiKeyId: select('filter-key', 'Any API key', [...keyName]),
     since: h('input', { id: 'filter-since', type: 'datetime-local' }),
     until: h('input', { id: 'filter-until', type: 'datetime-local' }),
   };

@@ -2,15 +2,9 @@
 const GROUPS = [['day', 'Day'], ['model', 'Model'], ['account', 'Account'], ['apiKey', 'API key']];
 
 export default async function usage(ctx) {
-  const { h, field, alertBox, busy, table, emptyRow } = ctx.ui;
+  const { h, field, alertBox, busy, table, emptyRow, names } = ctx.ui;
   const { api, f } = ctx;
-  const soft = (p) => p.catch((err) => { if (err.auth) throw err; return []; });
-  const [accounts, keys] = await Promise.all([
-    soft(api.get('/api/accounts').then((d) => d.accounts)),
-    soft(api.get('/api/api-keys').then((d) => d.apiKeys)),
-  ]);
-  const accountName = new Map(accounts.map((a) => [a.id, a.email]));
-  const keyName = new Map(keys.map((k) => [k.id, k.name]));
+  const { accountName, keyName } = await names(api);
 
   const group = h('select', { id: 'usage-group' }, GROUPS.map(([v, t]) => h('option', { value: v }, t)));
   const since = h('input', { id: 'usage-since', type: 'datetime-local' });
