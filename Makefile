@@ -5,7 +5,7 @@ BIN = $(VENV)/bin
 FUZZ_EXAMPLES ?= 500
 
 .DEFAULT_GOAL := help
-.PHONY: help run serve test test-sqlite test-postgres fuzz codex-cli chromium demo reset-auth bench bench-proxy soak crash clean
+.PHONY: help lock run serve test test-sqlite test-postgres fuzz codex-cli chromium demo reset-auth bench bench-proxy soak crash clean
 
 help:  ## list the targets
 	@awk -F':.*## ' '/^[a-z-]+:.*## / {printf "  make %-14s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -13,9 +13,13 @@ help:  ## list the targets
 $(BIN)/python:
 	$(PY) -m venv $(VENV) || python3 -m venv $(VENV)
 
-$(VENV)/.installed: setup.cfg pyproject.toml | $(BIN)/python
-	$(BIN)/pip install -q -e '.[test,postgres]'
+# Through constraints.txt: the exact versions that were tested, whatever the registry serves later.
+$(VENV)/.installed: setup.cfg pyproject.toml constraints.txt | $(BIN)/python
+	$(BIN)/pip install -q -c constraints.txt -e '.[test,postgres]'
 	touch $@
+
+lock:  ## regenerate constraints.txt, the exact versions make installs, from a fresh venv
+	scripts/lock.sh
 
 run: $(VENV)/.installed  ## set up and serve on http://127.0.0.1:2455 (development server, SQLite in ./data)
 	$(BIN)/python app.py
