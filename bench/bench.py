@@ -42,7 +42,7 @@ def build(data_dir, size, seed=1):
     """Fill ``data_dir`` with ``size`` logs over 35 days through ``ingest.store_batch``."""
     from lb import accounts, create_app
     from lb.ingest import LogRow, store_batch
-    from lb.store import RequestLog, db
+    from lb.tables import RequestLog, db
 
     app = create_app({"DATA_DIR": data_dir})
     with app.app_context(), db.connection_context():
@@ -219,15 +219,15 @@ def ingest_rate(client, batches, account_ids):
 
 def floor_ms(db_path, runs=30):
     """The overview's one statement, run by plain sqlite3 with no framework around it."""
-    from lb.overview import overview_params
-    from lb.store import OVERVIEW_SQL
+    from lb.overview import billing_period
+    from lb.store import OVERVIEW_SQL, overview_params
 
     conn = sqlite3.connect(db_path)
     times = []
     for _ in range(runs):
         started = time.perf_counter()
-        _, _, params = overview_params(int(time.time() * 1000), 1)
-        conn.execute(OVERVIEW_SQL, params).fetchone()
+        now = int(time.time() * 1000)
+        conn.execute(OVERVIEW_SQL, overview_params(*billing_period(now, 1), now - 86_400_000 + 1)).fetchone()
         times.append((time.perf_counter() - started) * 1000)
     conn.close()
     return statistics.median(times)

@@ -132,7 +132,7 @@ def prepare(data_dir, workspaces=(WORKSPACE,), keys=1, database_url=None):
     the keys' [(id, key)]."""
     from lb import create_app, credentials
     from lb import keys as api_keys
-    from lb import store
+    from lb import tables
 
     def jwt(claims):  # signed by nobody: nothing checks the signature
         head, body = (base64.urlsafe_b64encode(json.dumps(part).encode()).rstrip(b"=").decode()
@@ -141,7 +141,7 @@ def prepare(data_dir, workspaces=(WORKSPACE,), keys=1, database_url=None):
 
     now = time.time()
     app = create_app({"DATA_DIR": data_dir, "CHECKPOINT_SECONDS": 0, "DATABASE_URL": database_url})
-    with app.app_context(), store.db.connection_context():
+    with app.app_context(), tables.db.connection_context():
         for workspace in workspaces:
             claims = {"email": f"{workspace}@example.com", "sub": f"auth0|{workspace}",
                       "https://api.openai.com/auth": {"chatgpt_plan_type": "plus", "chatgpt_account_id": workspace}}

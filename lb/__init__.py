@@ -6,7 +6,7 @@ from flask import Flask
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from lb import (auth, config, credentials, crypto, database, demo, errors, keys, metrics, pages, proxy, rollups,
-                sessions, store, totp, views)
+                sessions, store, tables, totp, views)
 
 log = logging.getLogger(__name__)
 
@@ -29,7 +29,7 @@ def create_app(overrides=None):
 
     errors.init_app(app)
     crypto.init_app(app)
-    database.init_app(app)
+    database.init_app(app, reshaped=rollups.rebuild)
     totp.init_app(app)
     auth.init_app(app)
     views.init_app(app)
@@ -54,7 +54,7 @@ def bootstrap_token(app):
 
 def announce_bootstrap_token(app):
     """While no password is set, log the bootstrap token (the server calls this as it starts)."""
-    with store.db.connection_context():
+    with tables.db.connection_context():
         configured = bool(store.settings().password_hash)
     if not configured:
         # The one secret allowed in a log: it only works until a password exists.

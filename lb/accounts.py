@@ -7,7 +7,7 @@ from peewee import IntegrityError
 from lb.clock import iso
 from lb.errors import ApiError, invalid
 from lb.fields import get_choice, get_str
-from lb.store import ACCOUNT_STATUSES, Account, db
+from lb.tables import ACCOUNT_STATUSES, Account, db
 
 # The statuses an account comes back from on its own; resetsAt says when.
 WAITING_STATUSES = ("rate_limited", "quota_exceeded")

@@ -5,7 +5,7 @@ from functools import wraps
 from flask import current_app, g, request
 from flask_login import LoginManager, UserMixin, current_user
 
-from lb import keys, sessions, store
+from lb import crypto, keys, sessions, store
 from lb.clock import iso, now_ms
 from lb.errors import ApiError
 
@@ -133,7 +133,7 @@ def ingest_required(view):
             return session_guarded(*args, **kwargs)
         expected = current_app.config["INGEST_TOKEN"]
         scheme, _, token = header.partition(" ")
-        if not expected or scheme.lower() != "bearer" or not sessions.constant_equal(token.strip(), expected):
+        if not expected or scheme.lower() != "bearer" or not crypto.constant_equal(token.strip(), expected):
             return login_manager.unauthorized()
         return view(*args, **kwargs)
 

@@ -13,10 +13,10 @@ from flask import current_app
 from peewee import IntegrityError
 
 from lb import accounts, crypto
-from lb.clock import now_ms, parse_time
+from lb.clock import now_ms
 from lb.errors import ApiError, invalid, loads
-from lb.fields import get_str
-from lb.store import Account, db
+from lb.fields import get_str, parse_time
+from lb.tables import Account, db
 
 log = logging.getLogger(__name__)
 

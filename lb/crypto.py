@@ -1,10 +1,12 @@
-"""Secrets at rest: one Fernet key seals what the database must not hold in clear.
+"""Secrets: one Fernet key seals what the database must not hold in clear; hashes for what it only compares.
 
 The key comes from ``LB_ENCRYPTION_KEY``, or else is generated once into the
 data dir (``encryption_key``, mode 0600). Every instance of a deployment must
 share it: without it the stored TOTP secret and account tokens cannot be
 read.
 """
+import hashlib
+import hmac
 import os
 
 from cryptography.fernet import Fernet, InvalidToken
@@ -44,6 +46,16 @@ def unseal(token, fernet=None):
         return (fernet or current_app.extensions["lb_fernet"]).decrypt(token.encode("ascii")).decode("utf-8")
     except (InvalidToken, UnicodeError):
         raise Unreadable("a stored secret does not open with this encryption key") from None
+
+
+def digest(text):
+    """The SHA-256 of ``text`` in hex: how a session token, an API key or a prompt_cache_key is kept."""
+    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+def constant_equal(given, expected):
+    """Whether two secrets are equal, in time that does not tell how much of them matched."""
+    return hmac.compare_digest(given.encode("utf-8", "surrogatepass"), expected.encode("utf-8", "surrogatepass"))
 
 
 def is_sealed(value):

@@ -1,18 +1,22 @@
-"""The database binding: which database, its files and pragmas, a connection per request, the WAL kept small."""
+"""The database binding: which database, its files and pragmas, its schema and upgrades, a connection per
+request, the WAL kept small, and the 503 answer while it is unavailable."""
 import logging
 import os
 import sqlite3
 import threading
+import time
+from decimal import Decimal
 
 import click
 from flask import request
 from peewee import DatabaseError
 from playhouse.db_url import connect as connect_url
+from playhouse.migrate import SchemaMigrator, migrate
 from playhouse.pool import PooledSqliteDatabase
 
-from lb import rollups, store
 from lb.config import ConfigError, private_file
-from lb.store import db
+from lb.errors import Unavailable, envelope
+from lb.tables import MODELS, SEED_CATALOG, CatalogModel, DashboardSettings, db
 
 log = logging.getLogger(__name__)
 
@@ -144,6 +148,59 @@ def start_checkpointer(app):
     return stop
 
 
+# -- the schema ------------------------------------------------------------------------
+
+def create_schema(now=None):
+    """Create missing tables, bring older ones up to date, seed the catalog once; safe to repeat.
+
+    ``now`` (epoch ms) stamps the models that enter the catalog. Returns True
+    when the rollups must be rebuilt from the raw logs (their table changed shape).
+    """
+    now = int(time.time() * 1000) if now is None else now
+    with db.atomic():
+        rebuild = _upgrade()
+        db.create_tables(MODELS, safe=True)
+        if not CatalogModel.select().exists():
+            CatalogModel.insert_many([
+                {"id": mid, "name": name, "position": i, "input_price": Decimal(p_in),
+                 "cached_input_price": Decimal(p_cached), "output_price": Decimal(p_out), "added_at": now}
+                for i, (mid, name, p_in, p_cached, p_out) in enumerate(SEED_CATALOG)]).execute()
+        # A catalog made before models were stamped: they count as added now.
+        CatalogModel.update(added_at=now).where(CatalogModel.added_at.is_null()).execute()
+        DashboardSettings.insert(id=1).on_conflict_ignore().execute()
+    return rebuild
+
+
+def _upgrade():
+    """What create_tables cannot do to a database made by an older version: new columns, changed keys."""
+    tables = set(db.get_tables())
+    migrator = SchemaMigrator.from_database(db.obj)
+    for model in MODELS:
+        table = model._meta.table_name
+        if table not in tables:
+            continue
+        have = {column.name for column in db.get_columns(table)}
+        for field in model._meta.sorted_fields:
+            if field.column_name not in have:
+                nullable = field.clone()
+                nullable.null = True  # filled below: existing rows need a value before NOT NULL could hold
+                migrate(migrator.add_column(table, field.column_name, nullable))
+                if field.default is not None:
+                    model.update({field: field.default}).where(field.is_null()).execute()
+    if db.obj.for_update:  # PostgreSQL: older versions made the sealed columns too narrow
+        for table, column in (("dashboard_settings", "totp_secret"), ("totp_setup", "secret")):
+            if table in tables and any(c.name == column and c.data_type != "text" for c in db.get_columns(table)):
+                db.execute_sql(f"ALTER TABLE {table} ALTER COLUMN {column} TYPE TEXT")
+    # An account's identity became (email, workspace): the unique index on the email alone goes.
+    if "account" in tables and any(i.name == "account_email_key" for i in db.get_indexes("account")):
+        db.execute_sql("DROP INDEX account_email_key")
+    # The per-hour breakdown gained the API key: its old table goes, rebuilt from the raw logs.
+    if "hourly_key_usage" in tables:
+        db.execute_sql("DROP TABLE hourly_key_usage")
+        return True
+    return False
+
+
 # -- health -----------------------------------------------------------------------------
 
 def check_writable(app):
@@ -156,30 +213,37 @@ def check_writable(app):
     """
     path = sqlite_path(app.config)
     if path is None:
-        if store.read_only():
-            raise store.Unavailable("The database is read-only")
+        if db.execute_sql("SELECT current_setting('transaction_read_only')").fetchone()[0] == "on":
+            raise Unavailable("The database is read-only")
         return
     try:
         inode = os.stat(path).st_ino
     except OSError:
-        raise store.Unavailable("The database file is missing") from None
+        raise Unavailable("The database file is missing") from None
     if inode != app.extensions["lb_db_inode"]:
-        raise store.Unavailable("The database file was replaced; restart the service")
+        raise Unavailable("The database file was replaced; restart the service")
     if not (os.access(path, os.W_OK) and os.access(os.path.dirname(os.path.abspath(path)), os.W_OK)):
-        raise store.Unavailable("The database file or its directory is read-only")
+        raise Unavailable("The database file or its directory is read-only")
 
 
 # -- the app ------------------------------------------------------------------------------
 
-def prepare_schema(now=None):
-    """Create or upgrade the schema; rebuild the rollups when the upgrade changed their shape."""
-    if store.create_schema(now):
-        rollups.rebuild()
+def prepare_schema(now=None, reshaped=None):
+    """Create or upgrade the schema; call ``reshaped`` (the rollups' rebuild) when the upgrade changed the
+    rollups' shape."""
+    if create_schema(now) and reshaped is not None:
+        reshaped()
 
 
-def init_app(app):
-    """Bind the proxy to this app's database, create the schema, and open a connection per request."""
+def _unavailable(exc):
+    return envelope(503, "service_unavailable", exc.message)
+
+
+def init_app(app, reshaped=None):
+    """Bind the proxy to this app's database, create the schema, and open a connection per request.
+    ``reshaped`` rebuilds what an upgrade of the schema left to rebuild (lb.rollups.rebuild)."""
     db.initialize(open_database(app.config))
+    app.register_error_handler(Unavailable, _unavailable)
 
     @app.before_request
     def _connect():
@@ -189,7 +253,7 @@ def init_app(app):
             db.connect(reuse_if_open=True)
         except DatabaseError:
             log.exception("cannot connect to the database")
-            raise store.Unavailable from None
+            raise Unavailable from None
 
     @app.teardown_request
     def _close(exc):
@@ -200,12 +264,12 @@ def init_app(app):
     def init_db_command():
         """Create the schema and seed the model catalog."""
         with db.connection_context():
-            prepare_schema()
+            prepare_schema(reshaped=reshaped)
         click.echo("schema ready")
 
     try:
         with db.connection_context():
-            prepare_schema(int(app.config["CLOCK"]() * 1000))
+            prepare_schema(int(app.config["CLOCK"]() * 1000), reshaped)
     except DatabaseError as exc:
         # One line for the operator, never the URL: it may carry a password.
         where = "LB_DATABASE_URL" if app.config.get("DATABASE_URL") else f"LB_DATA_DIR {app.config['DATA_DIR']!r}"

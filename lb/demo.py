@@ -6,7 +6,7 @@ import click
 from lb import accounts, rollups
 from lb.clock import DAY_MS, now_ms
 from lb.ingest import MAX_BATCH, LogRow, store_batch
-from lb.store import ACCOUNT_STATUSES, SEED_CATALOG, Account, RequestLog, db
+from lb.tables import ACCOUNT_STATUSES, SEED_CATALOG, Account, RequestLog, db
 
 DEMO_EMAILS = "demo%@example.com"  # every demo account's address has this shape (a LIKE pattern)
 

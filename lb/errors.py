@@ -6,7 +6,6 @@ import time
 from flask import current_app, g, jsonify, request
 from werkzeug.exceptions import HTTPException
 
-from lb.store import Unavailable
 
 access_log = logging.getLogger("lb.access")
 
@@ -26,6 +25,14 @@ class ApiError(Exception):
     def __init__(self, status, code, message, headers=None):
         super().__init__(message)
         self.status, self.code, self.message, self.headers = status, code, message, headers or {}
+
+
+class Unavailable(Exception):
+    """The database does not answer, or cannot take writes (answered 503 by lb.database's handler)."""
+
+    def __init__(self, message="The database does not answer"):
+        super().__init__(message)
+        self.message = message
 
 
 def invalid(field, problem):
@@ -149,10 +156,6 @@ def _api_error(exc):
     return envelope(exc.status, exc.code, exc.message, exc.headers)
 
 
-def _unavailable(exc):
-    return envelope(503, "service_unavailable", exc.message)
-
-
 def _http_error(exc):
     if exc.code == 500:
         # Flask has logged the traceback already; the client learns nothing.
@@ -171,5 +174,4 @@ def init_app(app):
     app.before_request(_read_body)
     app.after_request(_log_request)
     app.register_error_handler(ApiError, _api_error)
-    app.register_error_handler(Unavailable, _unavailable)
     app.register_error_handler(HTTPException, _http_error)

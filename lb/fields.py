@@ -1,5 +1,7 @@
 """JSON values to Python values: each check returns the value or raises a 422 naming the field."""
-from lb.clock import parse_time
+from datetime import datetime, timedelta
+
+from lb.clock import EPOCH, LATEST_MS
 from lb.errors import invalid
 
 
@@ -49,6 +51,25 @@ def get_choice(obj, name, choices, label=None, *, default=None):
     if value not in choices or not isinstance(value, str):
         raise invalid(label, "must be one of " + ", ".join(choices))
     return value
+
+
+def parse_time(value, label):
+    """Parse an ISO-8601 timestamp that names its zone (Z or an offset) into epoch ms."""
+    if not isinstance(value, str) or len(value) > 40:
+        raise invalid(label, "must be an ISO-8601 timestamp")
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        raise invalid(label, "must be an ISO-8601 timestamp") from None
+    if moment.tzinfo is None:
+        raise invalid(label, "must carry Z or a UTC offset")
+    try:
+        ms = (moment - EPOCH) // timedelta(milliseconds=1)
+    except OverflowError:
+        ms = -1
+    if not 0 <= ms <= LATEST_MS:
+        raise invalid(label, "must lie between 1970 and 9999 (UTC)")
+    return ms
 
 
 def get_time(args, name, default=None):

@@ -1,12 +1,10 @@
 """Request-log ingest: the row type, a whole batch validated, then stored in one transaction."""
-from decimal import ROUND_HALF_UP, Decimal
 from typing import NamedTuple, Optional
 
-from lb import metrics, rollups, store
-from lb.clock import parse_time
+from lb import metrics, money, rollups, store
 from lb.errors import ApiError, invalid
-from lb.fields import get_choice, get_int, get_str
-from lb.store import LOG_STATUSES, Account, ApiKey, db
+from lb.fields import get_choice, get_int, get_str, parse_time
+from lb.tables import LOG_STATUSES, Account, ApiKey, db
 
 MAX_BATCH = 1000
 MAX_TOKENS = 10**12
@@ -29,16 +27,6 @@ class LogRow(NamedTuple):
     latency_ms: Optional[int] = None
     api_key_id: Optional[str] = None
     cost: int = 0  # micro-USD; store_batch prices every row from the catalog
-
-
-def cost_micros(prices, row):
-    """The cost of ``row`` in micro-USD: tokens times USD-per-million is micro-USD."""
-    if prices is None:
-        return 0
-    p_in, p_cached, p_out = prices
-    cached = row.cached_input_tokens
-    total = (row.input_tokens - cached) * p_in + cached * p_cached + row.output_tokens * p_out
-    return int(total.quantize(Decimal(1), rounding=ROUND_HALF_UP))
 
 
 # -- validation -------------------------------------------------------------------
@@ -114,7 +102,7 @@ def store_batch(rows, check_references=True, instruments=None):
     prices = store.price_table()
     # The row with its cost in the last place (cheaper than _replace on this hot path), in requestId order:
     # concurrent batches then take their index entries in one order, and never deadlock on PostgreSQL.
-    priced = sorted((row[:-1] + (cost_micros(prices.get(row.model), row),) for row in rows),
+    priced = sorted((row[:-1] + (_cost(prices, row),) for row in rows),
                     key=_request_id_order)
     stored = []
     with db.atomic():
@@ -125,6 +113,11 @@ def store_batch(rows, check_references=True, instruments=None):
         rollups.add_rows(stored)  # same transaction: the rollups never drift from the logs
     (instruments or metrics.current()).stored(len(rows), stored)
     return len(stored), len(rows) - len(stored)
+
+
+def _cost(prices, row):
+    """A LogRow's cost in micro-USD at the catalog's ``prices`` of its model."""
+    return money.cost(prices.get(row.model), row.input_tokens, row.cached_input_tokens, row.output_tokens)
 
 
 def _request_id_order(row):

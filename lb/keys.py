@@ -1,5 +1,4 @@
 """API keys: minted once, kept as SHA-256, checked against the catalog, limited per calendar window."""
-import hashlib
 import json
 import re
 import secrets
@@ -8,11 +7,13 @@ from datetime import datetime, timezone
 import click
 
 from lb import rollups, store
-from lb.clock import DAY_MS, iso, now_ms, parse_time
+from lb.clock import DAY_MS, iso, now_ms
+from lb.crypto import digest
 from lb.errors import ApiError, invalid
-from lb.fields import get_str
+from lb.fields import get_str, parse_time
+from lb.money import dollars
 from lb.overview import billing_period
-from lb.store import ApiKey, CatalogModel, db
+from lb.tables import ApiKey, CatalogModel, db
 
 PREFIX = "sk-clb-"
 PREFIX_LENGTH = 15  # what keyPrefix shows: "sk-clb-" and 8 characters
@@ -21,14 +22,10 @@ WINDOWS = ("day", "week", "month")
 MAX_LIMITS = 8
 
 
-def key_hash(key):
-    return hashlib.sha256(key.encode("utf-8")).hexdigest()
-
-
 def mint():
     """A new key: (the key, shown once; its SHA-256; its prefix)."""
     key = PREFIX + secrets.token_urlsafe(32)
-    return key, key_hash(key), key[:PREFIX_LENGTH]
+    return key, digest(key), key[:PREFIX_LENGTH]
 
 
 KEY_ID = re.compile(r"[A-Za-z0-9_-]{1,40}")  # what create makes; anything else names no key
@@ -146,7 +143,7 @@ def authenticate(presented, now):
     """The enabled, unexpired key behind a presented ``sk-clb-...`` string, or None (constant work: a hash lookup)."""
     if not isinstance(presented, str) or not presented.startswith(PREFIX) or len(presented) > 200:
         return None
-    key = store.api_key_by_hash(key_hash(presented))
+    key = store.api_key_by_hash(digest(presented))
     if key is None or not key.enabled or (key.expires_at is not None and key.expires_at <= now):
         return None
     return key
@@ -168,7 +165,7 @@ def window(name, now, cycle_day):
 def metric_value(sums, metric):
     """A metric of ``rollups.Sums``: tokens as integers, costUsd in USD to 6 decimals."""
     if metric == "costUsd":
-        return round(sums.cost / 1_000_000, 6)
+        return dollars(sums.cost)
     if metric == "inputTokens":
         return sums.input_tokens
     if metric == "outputTokens":

@@ -5,15 +5,15 @@ transactions of its own (``write`` at once, ``flush`` what was gathered,
 ``finish`` with the log row), each on a borrowed connection, so a stream in
 between holds none.
 """
-import hashlib
 import secrets
 import time
 import uuid
 
 from lb import ingest, metrics, store
 from lb.clock import HOUR_MS
+from lb.crypto import digest
 from lb.ingest import LogRow
-from lb.store import StickyPin, db
+from lb.tables import StickyPin, db
 from lb.upstream import Usage
 
 STICKY_MS = HOUR_MS  # a prompt_cache_key unseen this long is free to go to any account
@@ -31,7 +31,7 @@ def request_id(now):
 
 def pin_key(cache_key):
     """Pins are kept under a hash: a prompt_cache_key may be a conversation id, not for the database to show."""
-    return hashlib.sha256(cache_key.encode("utf-8", "surrogatepass")).hexdigest()
+    return digest(cache_key)
 
 
 class Ledger:

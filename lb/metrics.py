@@ -16,10 +16,10 @@ from prometheus_client import (CONTENT_TYPE_PLAIN_0_0_4, CollectorRegistry, Coun
                                disable_created_metrics, generate_latest)
 from prometheus_client.core import GaugeMetricFamily
 
-from lb import sessions
+from lb import crypto
 from lb.errors import ApiError, is_proxy_path
 from lb.pages import PATHS as PAGE_PATHS
-from lb.store import ACCOUNT_STATUSES, LOG_STATUSES, Account, db
+from lb.tables import ACCOUNT_STATUSES, LOG_STATUSES, Account, db
 
 # Seconds from a millisecond to minutes: a proxied first byte may wait on a long reasoning turn.
 BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300)
@@ -160,7 +160,7 @@ def current():
 def scrape():
     token = current_app.config["METRICS_TOKEN"]
     scheme, _, given = request.headers.get("Authorization", "").partition(" ")
-    if scheme.lower() != "bearer" or not sessions.constant_equal(given.strip(), token):
+    if scheme.lower() != "bearer" or not crypto.constant_equal(given.strip(), token):
         raise ApiError(401, "authentication_required", "Authentication is required")
     output = generate_latest(current_app.extensions["lb_metrics"].registry)
     return Response(output, 200, {"Content-Type": CONTENT_TYPE_PLAIN_0_0_4, "Cache-Control": "no-store"})

@@ -1,13 +1,14 @@
 """The overview: the billing period, and the dashboard's home figures from one statement."""
 import re
 from datetime import datetime, timezone
-from decimal import ROUND_HALF_UP, Decimal
 
 from lb import store
-from lb.clock import DAY_MS, HOUR_MS, iso
+from lb.clock import DAY_MS, iso
+from lb.money import dollars, rounded
+from lb.tables import ACCOUNT_STATUSES
 
 # accountCounts names each status in camelCase: rate_limited is rateLimited.
-ACCOUNT_KEYS = tuple(re.sub(r"_([a-z])", lambda m: m[1].upper(), status) for status in store.ACCOUNT_STATUSES)
+ACCOUNT_KEYS = {status: re.sub(r"_([a-z])", lambda m: m[1].upper(), status) for status in ACCOUNT_STATUSES}
 
 
 def billing_period(now, cycle_day):
@@ -21,49 +22,28 @@ def billing_period(now, cycle_day):
     return int(start.timestamp() * 1000), int(end.timestamp() * 1000)
 
 
-def rounded(numerator, denominator, places):
-    """``numerator / denominator`` rounded half up to ``places`` decimals.
-
-    Decimal, not float ``round``: 150 micro-USD is 0.00015 exactly, which is 0.0002, not 0.0001.
-    """
-    exact = Decimal(numerator) / Decimal(denominator)
-    return float(exact.quantize(Decimal(1).scaleb(-places), rounding=ROUND_HALF_UP))
-
-
-def money(micros, places):
-    """Micro-USD as dollars rounded half up to ``places`` decimals."""
-    return rounded(micros, 1_000_000, places)
-
-
 def error_rate(requests, failures, cancelled):
     """Failures per hundred finished requests; always a float, 0.0 with none."""
     counted = requests - cancelled
     return rounded(failures * 100, counted, 2) if counted else 0.0
 
 
-def overview_params(now, cycle_day):
-    """The billing period [start, end) and the parameters of ``store.OVERVIEW_SQL``."""
-    start, end = billing_period(now, cycle_day)
-    after = now - DAY_MS + 1  # requestedAt > now - 24 h
-    first_hour = -(-after // HOUR_MS)
-    return start, end, (start // HOUR_MS, end // HOUR_MS, first_hour, after, first_hour * HOUR_MS)
-
-
 def overview(now, cycle_day):
-    """The contract's overview object at ``now``."""
-    start, end, params = overview_params(now, cycle_day)
-    *counts, input_tokens, output_tokens, cached, cost, requests, failures, cancelled = store.overview_row(params)
+    """The contract's overview object at ``now``: the billing period holding it, and the last 24 hours."""
+    start, end = billing_period(now, cycle_day)
+    found = store.overview(start, end, now - DAY_MS + 1)  # requestedAt > now - 24 h
     return {
-        "accountCounts": {"total": sum(counts), **dict(zip(ACCOUNT_KEYS, counts))},
+        "accountCounts": {"total": sum(found.account_counts.values()),
+                          **{ACCOUNT_KEYS[status]: count for status, count in found.account_counts.items()}},
         "usageSummary": {
-            "totalTokens": input_tokens + output_tokens,
-            "totalCost": money(cost, 4),
-            "inputTokens": input_tokens,
-            "outputTokens": output_tokens,
-            "cachedInputTokens": cached,
+            "totalTokens": found.input_tokens + found.output_tokens,
+            "totalCost": dollars(found.cost, 4),
+            "inputTokens": found.input_tokens,
+            "outputTokens": found.output_tokens,
+            "cachedInputTokens": found.cached_input_tokens,
             "periodStart": iso(start),
             "periodEnd": iso(end),
         },
-        "requestCount": requests,
-        "errorRate": error_rate(requests, failures, cancelled),
+        "requestCount": found.requests,
+        "errorRate": error_rate(found.requests, found.failures, found.cancelled),
     }

@@ -16,7 +16,7 @@ import urllib3
 
 from lb import balancer, refresh, store
 from lb.errors import openai_error
-from lb.store import db
+from lb.tables import db
 from lb.upstream import PARSED, batches, chunks, error_of, failure_code
 
 log = logging.getLogger(__name__)

@@ -13,7 +13,7 @@ from flask import request
 from lb import store
 from lb.clock import now_ms
 from lb.errors import ApiError
-from lb.store import AuthFailure, db
+from lb.tables import AuthFailure, db
 
 FAILURE_LIMIT = 8
 FAILURE_WINDOW_MS = 60 * 1000

@@ -4,7 +4,6 @@ Tokens leave this module in clear only inside the ``Credentials`` that
 ``fresh_credentials`` hands the proxy; no answer, log line or error message
 carries one.
 """
-import hmac
 import json
 import logging
 import math
@@ -22,7 +21,7 @@ from lb.accounts import has_credentials
 from lb.clock import DAY_MS
 from lb.credentials import TOKENS, jwt_claims, profile
 from lb.errors import ApiError
-from lb.store import Account
+from lb.tables import Account
 
 log = logging.getLogger(__name__)
 
@@ -95,14 +94,10 @@ def fresh_credentials(account_id, now, account=None, rejected=None):
     credentials = _credentials(account)
     # A stored token other than the rejected one is a refresh that another thread or instance did after the
     # same 401: it is used as it is, and the new refresh token is not spent again.
-    refused = rejected is not None and _same(credentials.access_token, rejected)
+    refused = rejected is not None and crypto.constant_equal(credentials.access_token, rejected)
     if refused or is_expiring(credentials.access_token, account.last_refresh_at, now):
         return refresh(account, now)
     return credentials
-
-
-def _same(token, other):
-    return hmac.compare_digest(token.encode("utf-8"), other.encode("utf-8"))
 
 
 def _lock(account_id):

@@ -6,7 +6,8 @@ import hmac
 from lb.clock import iso
 from lb.errors import invalid
 from lb.fields import get_choice, get_str, get_time
-from lb.store import LOG_STATUSES, RequestLog
+from lb.money import dollars
+from lb.tables import LOG_STATUSES, RequestLog
 
 DEFAULT_LIMIT = 50
 MAX_LIMIT = 500
@@ -26,7 +27,7 @@ def as_json(log):
         "status": log.status,
         "errorCode": log.error_code,
         "latencyMs": log.latency_ms,
-        "cost": round(log.cost / 1_000_000, 6),
+        "cost": dollars(log.cost),
     }
 
 

@@ -12,7 +12,7 @@ from peewee import SQL, Case, fn
 
 from lb.clock import DAY_MS, HOUR_MS, HOURS_PER_DAY
 from lb import store
-from lb.store import FAILED_STATUSES, HourlyGroupUsage, HourlyUsage, RequestLog, db
+from lb.tables import FAILED_STATUSES, HourlyGroupUsage, HourlyUsage, RequestLog, db
 
 
 class Sums(NamedTuple):

@@ -1,6 +1,4 @@
 """Server-side dashboard sessions, their cookie, and the password."""
-import hashlib
-import hmac
 import math
 import secrets
 
@@ -10,19 +8,12 @@ from werkzeug.security import check_password_hash, generate_password_hash
 
 from lb import ratelimit, store
 from lb.clock import now_ms
+from lb.crypto import digest
 from lb.errors import ApiError
-from lb.store import AuthFailure, DashboardSession, DashboardSettings, TotpSetup, db
+from lb.tables import AuthFailure, DashboardSession, DashboardSettings, TotpSetup, db
 
 COOKIE = "dashboard_session"
 SESSION_MS = 12 * 3600 * 1000
-
-
-def token_hash(token):
-    return hashlib.sha256(token.encode("utf-8")).hexdigest()
-
-
-def constant_equal(given, expected):
-    return hmac.compare_digest(given.encode("utf-8"), expected.encode("utf-8"))
 
 
 # -- the credentials row -------------------------------------------------------
@@ -50,7 +41,7 @@ def find(token, now):
     """The live session row behind a cookie's ``token``, or None."""
     if not token or len(token) > 128:
         return None
-    return store.live_session(token_hash(token), now)
+    return store.live_session(digest(token), now)
 
 
 def start_session(totp_verified=False, expires_at=None):
@@ -59,7 +50,7 @@ def start_session(totp_verified=False, expires_at=None):
     now = now_ms() // 1000 * 1000  # whole seconds, so expiresAt and Max-Age agree
     DashboardSession.delete().where(DashboardSession.expires_at <= now).execute()  # housekeeping
     row = DashboardSession.create(
-        token_hash=token_hash(token),
+        token_hash=digest(token),
         created_at=now,
         expires_at=expires_at or now + SESSION_MS,
         password_verified=True,

@@ -1,70 +1,23 @@
-"""The data layer's face: the models (lb.models), the catalog, the schema, and every hand-written statement."""
+"""Every hand-written statement, in one place. No HTTP inside.
+
+Reads hand back named tuples (or model instances), never positional rows.
+The hot paths (the proxy's few statements per request, the overview, ingest)
+are written by hand: building them with the query builder costs more than
+running them.
+"""
 import functools
 import logging
-import time
 from collections import namedtuple
 from decimal import Decimal
+from typing import NamedTuple
 
 from peewee import DatabaseError
-from playhouse.migrate import SchemaMigrator, migrate
 
-# Re-exported: the rest of the service imports its tables and constants from here.
-from lb.models import (ACCOUNT_STATUSES, FAILED_STATUSES, LOG_STATUSES, MODELS, SEED_CATALOG,  # noqa: F401
-                       Account, ApiKey, AuthFailure, CatalogModel, DashboardSession, DashboardSettings,
-                       HourlyGroupUsage, HourlyUsage, RequestLog, StickyPin, TotpSetup, Unavailable, db)
+from lb.clock import HOUR_MS
+from lb.errors import Unavailable
+from lb.tables import ACCOUNT_STATUSES, FAILED_STATUSES, DashboardSession, DashboardSettings, db
 
 log = logging.getLogger(__name__)
-
-
-def create_schema(now=None):
-    """Create missing tables, bring older ones up to date, seed the catalog once; safe to repeat.
-
-    ``now`` (epoch ms) stamps the models that enter the catalog. Returns True
-    when the rollups must be rebuilt from the raw logs (their table changed shape).
-    """
-    now = int(time.time() * 1000) if now is None else now
-    with db.atomic():
-        rebuild = _upgrade()
-        db.create_tables(MODELS, safe=True)
-        if not CatalogModel.select().exists():
-            CatalogModel.insert_many([
-                {"id": mid, "name": name, "position": i, "input_price": Decimal(p_in),
-                 "cached_input_price": Decimal(p_cached), "output_price": Decimal(p_out), "added_at": now}
-                for i, (mid, name, p_in, p_cached, p_out) in enumerate(SEED_CATALOG)]).execute()
-        # A catalog made before models were stamped: they count as added now.
-        CatalogModel.update(added_at=now).where(CatalogModel.added_at.is_null()).execute()
-        DashboardSettings.insert(id=1).on_conflict_ignore().execute()
-    return rebuild
-
-
-def _upgrade():
-    """What create_tables cannot do to a database made by an older version: new columns, changed keys."""
-    tables = set(db.get_tables())
-    migrator = SchemaMigrator.from_database(db.obj)
-    for model in MODELS:
-        table = model._meta.table_name
-        if table not in tables:
-            continue
-        have = {column.name for column in db.get_columns(table)}
-        for field in model._meta.sorted_fields:
-            if field.column_name not in have:
-                nullable = field.clone()
-                nullable.null = True  # filled below: existing rows need a value before NOT NULL could hold
-                migrate(migrator.add_column(table, field.column_name, nullable))
-                if field.default is not None:
-                    model.update({field: field.default}).where(field.is_null()).execute()
-    if db.obj.for_update:  # PostgreSQL: older versions made the sealed columns too narrow
-        for table, column in (("dashboard_settings", "totp_secret"), ("totp_setup", "secret")):
-            if table in tables and any(c.name == column and c.data_type != "text" for c in db.get_columns(table)):
-                db.execute_sql(f"ALTER TABLE {table} ALTER COLUMN {column} TYPE TEXT")
-    # An account's identity became (email, workspace): the unique index on the email alone goes.
-    if "account" in tables and any(i.name == "account_email_key" for i in db.get_indexes("account")):
-        db.execute_sql("DROP INDEX account_email_key")
-    # The per-hour breakdown gained the API key: its old table goes, rebuilt from the raw logs.
-    if "hourly_key_usage" in tables:
-        db.execute_sql("DROP TABLE hourly_key_usage")
-        return True
-    return False
 
 
 def lock_settings():
@@ -116,11 +69,6 @@ def ping():
         raise Unavailable from None
 
 
-def read_only():
-    """PostgreSQL: whether this session's transactions are read-only (a standby, or set so)."""
-    return _execute("SELECT current_setting('transaction_read_only')").fetchone()[0] == "on"
-
-
 def live_session(token_hash, now):
     """The session row with ``token_hash`` that has not expired at ``now``, or None."""
     sql = _sql("SELECT * FROM dashboard_session WHERE token_hash = ? AND expires_at > ?")
@@ -159,25 +107,40 @@ def all_accounts():
 
 
 @functools.lru_cache(maxsize=64)
-def _update_account_sql(columns, keep_pause):
+def _update_account_sql(columns, keep_pause, expected):
     sets = ", ".join(f"{name} = ?" for name in columns)
-    return _sql(f"UPDATE account SET {sets} WHERE id = ?" + (" AND status <> 'paused'" if keep_pause else ""))
+    conditions = "".join(f" AND {name} = ?" for name in expected)
+    return _sql(f"UPDATE account SET {sets} WHERE id = ?{conditions}"
+                + (" AND status <> 'paused'" if keep_pause else ""))
 
 
-def update_account(account_id, changes, keep_pause=False):
-    """Write ``changes`` (column: value) to one account; with ``keep_pause``, not if it is paused."""
-    columns = tuple(sorted(changes))
-    db.execute_sql(_update_account_sql(columns, keep_pause), [changes[c] for c in columns] + [account_id])
+def update_account(account_id, changes, keep_pause=False, expect=None):
+    """Write ``changes`` (column: value) to one account, only while the columns of ``expect`` hold its values,
+    and with ``keep_pause`` only if it is not paused; whether it was written. (lb.accounts.apply calls this.)"""
+    columns, expected = tuple(sorted(changes)), tuple(sorted(expect or ()))
+    params = [changes[c] for c in columns] + [account_id] + [expect[c] for c in expected]
+    return db.execute_sql(_update_account_sql(columns, keep_pause, expected), params).rowcount > 0
+
+
+class Pin(NamedTuple):
+    account_id: str
+    seen_at: int  # epoch ms
 
 
 def sticky_pin(key):
-    """(account id, seen at) of a pin, or None."""
-    return _execute("SELECT account_id, seen_at FROM sticky_pin WHERE key = ?", (key,)).fetchone()
+    """The Pin kept under ``key``, or None."""
+    row = _execute("SELECT account_id, seen_at FROM sticky_pin WHERE key = ?", (key,)).fetchone()
+    return Pin._make(row) if row is not None else None
 
 
 def save_pin(key, account_id, now):
     _execute("INSERT INTO sticky_pin (key, account_id, seen_at) VALUES (?, ?, ?) ON CONFLICT (key) DO UPDATE "
              "SET account_id = excluded.account_id, seen_at = excluded.seen_at", (key, account_id, now))
+
+
+def prune_pins(seen_before):
+    """Delete the pins last seen at or before ``seen_before`` (epoch ms)."""
+    _execute("DELETE FROM sticky_pin WHERE seen_at <= ?", (seen_before,))
 
 
 def key_used(key_id, now):
@@ -199,18 +162,23 @@ def upsert_sums(table, keys, sums, rows):
     db.execute_sql(_upsert_sums_sql(table, tuple(keys), tuple(sums), len(rows)), params)
 
 
+class CatalogEntry(NamedTuple):
+    id: str
+    name: str
+    added_at: int  # epoch ms; null only in a catalog older than the column
+
+
 def enabled_models():
-    """(id, name, added_at) of each enabled catalog model, in catalog order."""
-    return list(_execute("SELECT id, name, added_at FROM catalog_model WHERE enabled = ? ORDER BY position, id",
-                         (True,)))
+    """The CatalogEntry of each enabled catalog model, in catalog order."""
+    cursor = _execute("SELECT id, name, added_at FROM catalog_model WHERE enabled = ? ORDER BY position, id", (True,))
+    return [CatalogEntry._make(row) for row in cursor]
 
 
 # The whole overview in one statement: account counts by status; the billing
 # period from the hourly summary (its edges are whole hours); the last 24 hours
 # from the summary's whole hours plus the raw logs of the partial hour at its
 # start. Open-ended, so logs stamped a little ahead of the clock count too.
-# Parameters: period start and end hours, the window's first whole hour, the
-# window's first millisecond and the first whole hour's first millisecond.
+# Parameters: see overview_params.
 OVERVIEW_SQL = f"""
 SELECT
   {", ".join(f"(SELECT COUNT(*) FROM account WHERE status = '{s}')" for s in ACCOUNT_STATUSES)},
@@ -230,9 +198,33 @@ FROM
 """
 
 
-def overview_row(params):
-    """OVERVIEW_SQL's one row: five account counts, then period and window sums, as integers."""
-    return [int(value) for value in _execute(OVERVIEW_SQL, params).fetchone()]
+class Overview(NamedTuple):
+    """OVERVIEW_SQL's answer: accounts by status, the billing period's sums and the window's counts."""
+
+    account_counts: dict  # status -> count, every status of ACCOUNT_STATUSES
+    input_tokens: int
+    output_tokens: int
+    cached_input_tokens: int
+    cost: int  # micro-USD
+    requests: int
+    failures: int
+    cancelled: int
+
+
+def overview_params(period_start, period_end, window_start):
+    """OVERVIEW_SQL's parameters for the billing period [period_start, period_end) (whole hours) and the window
+    from ``window_start`` on, all in epoch ms: the period's hours, the window's first whole hour, its first
+    millisecond, and that hour's first millisecond."""
+    first_hour = -(-window_start // HOUR_MS)
+    return period_start // HOUR_MS, period_end // HOUR_MS, first_hour, window_start, first_hour * HOUR_MS
+
+
+def overview(period_start, period_end, window_start):
+    """The Overview of that period and window (see overview_params), in one statement."""
+    values = [int(value) for value in _execute(OVERVIEW_SQL, overview_params(period_start, period_end,
+                                                                              window_start)).fetchone()]
+    counts = dict(zip(ACCOUNT_STATUSES, values))
+    return Overview(counts, *values[len(ACCOUNT_STATUSES):])
 
 
 @functools.lru_cache(maxsize=8)

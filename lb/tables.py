@@ -1,4 +1,4 @@
-"""The Peewee models: the tables, their constants, and the unbound database they live in.
+"""The database tables (Peewee models), their constants, and the unbound database they live in.
 
 Times are stored as integer milliseconds since the epoch (UTC) and money as
 integer micro-dollars, so sums are exact and comparisons are cheap on both
@@ -8,14 +8,6 @@ from peewee import (BigAutoField, BigIntegerField, BooleanField, CharField, Comp
                     DecimalField, DoubleField, IntegerField, Model, TextField)
 
 db = DatabaseProxy()  # bound by lb.database.init_app
-
-
-class Unavailable(Exception):
-    """The database does not answer, or cannot take writes (the web layer answers 503)."""
-
-    def __init__(self, message="The database does not answer"):
-        super().__init__(message)
-        self.message = message
 
 
 ACCOUNT_STATUSES = ("active", "paused", "rate_limited", "quota_exceeded", "deactivated")

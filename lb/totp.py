@@ -10,8 +10,9 @@ from lb import crypto, ratelimit, store
 from lb.clock import now_ms
 from lb.config import ConfigError
 from lb.errors import ApiError
-from lb.sessions import constant_equal, dashboard_settings, save_settings, token_hash
-from lb.store import DashboardSession, DashboardSettings, TotpSetup, db
+from lb.crypto import constant_equal, digest
+from lb.sessions import dashboard_settings, save_settings
+from lb.tables import DashboardSession, DashboardSettings, TotpSetup, db
 
 ISSUER = "Codex-LB"
 STEP = 30
@@ -73,7 +74,7 @@ def start_totp_setup(row):
     now = now_ms()
     with db.atomic():
         TotpSetup.delete().where(TotpSetup.expires_at <= now).execute()
-        TotpSetup.create(token_hash=token_hash(token), session_hash=row.token_hash,
+        TotpSetup.create(token_hash=digest(token), session_hash=row.token_hash,
                          secret=crypto.seal(secret), expires_at=now + SETUP_MS)
     uri = provisioning_uri(secret)
     qr = segno.make(uri, error="m").svg_data_uri()
@@ -84,7 +85,7 @@ def pending_setup(token, row):
     """The unexpired setup named by ``token`` that belongs to session ``row``, or None."""
     if not isinstance(token, str) or not token or len(token) > 128:
         return None
-    setup = TotpSetup.get_or_none(TotpSetup.token_hash == token_hash(token))
+    setup = TotpSetup.get_or_none(TotpSetup.token_hash == digest(token))
     if setup is None or setup.expires_at <= now_ms() or not constant_equal(setup.session_hash, row.token_hash):
         return None
     return setup

@@ -3,7 +3,7 @@ from datetime import datetime, timezone
 
 from lb.clock import DAY_MS, iso
 from lb.errors import invalid
-from lb.overview import money
+from lb.money import dollars
 from lb.rollups import Sums, range_sums
 
 GROUPS = ("day", "model", "account", "apiKey")
@@ -19,7 +19,7 @@ def figures(sums):
         "outputTokens": sums.output_tokens,
         "cachedInputTokens": sums.cached_input_tokens,
         "totalTokens": sums.input_tokens + sums.output_tokens,
-        "cost": money(sums.cost, 4),
+        "cost": dollars(sums.cost, 4),
     }
 
 

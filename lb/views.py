@@ -9,13 +9,13 @@ from importlib import resources
 
 from flask import Blueprint, Response, current_app, jsonify, request
 
-from lb import (account_views, auth, database, ingest, key_views, overview, ratelimit, request_logs, sessions, store,
+from lb import (account_views, auth, crypto, database, ingest, key_views, overview, ratelimit, request_logs, sessions, store,
                 totp, usage)
 from lb.auth import ingest_required, login_required, password_login_required
 from lb.clock import now_ms
-from lb.errors import ApiError, body, invalid, takes_json
+from lb.errors import ApiError, Unavailable, body, invalid, takes_json
 from lb.fields import get_choice, get_str, get_time
-from lb.store import db
+from lb.tables import db
 
 auth_bp = Blueprint("dashboard_auth", __name__, url_prefix="/api/dashboard-auth")
 dashboard_bp = Blueprint("dashboard", __name__, url_prefix="/api")
@@ -46,7 +46,7 @@ def password_setup():
         raise ApiError(409, "password_already_configured", "A dashboard password is already configured")
     if not auth.is_local_client():
         token = get_str(data, "bootstrapToken", required=False, max_len=256)
-        if token is None or not sessions.constant_equal(token, current_app.config["BOOTSTRAP_TOKEN"]):
+        if token is None or not crypto.constant_equal(token, current_app.config["BOOTSTRAP_TOKEN"]):
             raise ApiError(401, "bootstrap_required",
                            "Setting the first password from another machine needs the bootstrap token")
     password = get_str(data, "password", min_len=8, max_len=256)
@@ -234,7 +234,7 @@ def healthz():
     store.ping()
     try:
         database.check_writable(current_app)
-    except store.Unavailable as exc:
+    except Unavailable as exc:
         current_app.logger.warning("health check: %s", exc.message)
         raise
     return jsonify(OK)

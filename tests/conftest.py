@@ -15,7 +15,7 @@ import pytest
 from fixtureapps.token_server import TokenServer
 from fixtureapps.upstream import FakeUpstream
 from helpers import BOOTSTRAP, INGEST, POSTGRES_URL, ROOT, Clock, Server, empty_postgres, pool_account, setup_password
-from lb import create_app, keys, store
+from lb import create_app, keys, tables
 
 
 def pytest_report_header():
@@ -65,8 +65,8 @@ def make_app(tmp_path, clock):
         return create_app(settings)
 
     yield make
-    if store.db.obj is not None:
-        store.db.obj.close_all()  # pooled connections would pile up over the suite
+    if tables.db.obj is not None:
+        tables.db.obj.close_all()  # pooled connections would pile up over the suite
 
 
 @pytest.fixture
@@ -125,7 +125,7 @@ def proxied(make_app, tmp_path, upstream, token_server):
     (the server, the key, an in-process app on the same database to look at it)."""
     app = make_app(CLOCK=time.time)  # the server's clock is the real one
     pool_account(app, time.time, "a")
-    with app.app_context(), store.db.connection_context():
+    with app.app_context(), tables.db.connection_context():
         _, key = keys.create({"name": "client"}, int(time.time() * 1000))
     server = Server(tmp_path / "data", UPSTREAM_URL=upstream.url, OAUTH_TOKEN_URL=token_server.url, THREADS=40)
     server.start()

@@ -16,7 +16,7 @@ from playhouse.db_url import connect as connect_url
 
 from fixtureapps.token_server import Answer
 
-from lb import credentials, crypto, refresh, store
+from lb import credentials, crypto, refresh, tables
 
 # Set by `make test` for its PostgreSQL pass; unset, the tests use SQLite files.
 POSTGRES_URL = os.environ.get("LB_TEST_DATABASE_URL")
@@ -107,8 +107,8 @@ def overview(client):
 
 def set_catalog(app, model_id, **fields):
     """Change one stored catalog row directly (there is no endpoint for it)."""
-    with app.app_context(), store.db.connection_context():
-        store.CatalogModel.update(**fields).where(store.CatalogModel.id == model_id).execute()
+    with app.app_context(), tables.db.connection_context():
+        tables.CatalogModel.update(**fields).where(tables.CatalogModel.id == model_id).execute()
 
 
 # -- dashboard sign-in ---------------------------------------------------------------------
@@ -265,8 +265,8 @@ def listed(client):
 
 
 def row(app, account_id):
-    with app.app_context(), store.db.connection_context():
-        return store.Account.get_by_id(account_id)
+    with app.app_context(), tables.db.connection_context():
+        return tables.Account.get_by_id(account_id)
 
 
 def stored_tokens(app, account_id):
@@ -278,14 +278,14 @@ def stored_tokens(app, account_id):
 
 def write(app, account_id, **fields):
     """Change stored columns directly, as another instance would."""
-    with app.app_context(), store.db.connection_context():
-        store.Account.update(**fields).where(store.Account.id == account_id).execute()
+    with app.app_context(), tables.db.connection_context():
+        tables.Account.update(**fields).where(tables.Account.id == account_id).execute()
 
 
 def fresh(app, account_id, clock, force=False):
     """fresh_credentials; ``force``: as after an upstream 401 on the stored access token."""
     rejected = stored_tokens(app, account_id)[1] if force else None
-    with app.app_context(), store.db.connection_context():
+    with app.app_context(), tables.db.connection_context():
         return refresh.fresh_credentials(account_id, int(clock() * 1000), rejected=rejected)
 
 
@@ -382,8 +382,8 @@ class Server:
 def empty_postgres():
     """Drop every table of the test database, so the next app starts from nothing."""
     database = connect_url(POSTGRES_URL)
-    with database.connection_context(), database.bind_ctx(store.MODELS):
-        database.drop_tables(store.MODELS, safe=True, cascade=True)
+    with database.connection_context(), database.bind_ctx(tables.MODELS):
+        database.drop_tables(tables.MODELS, safe=True, cascade=True)
 
 
 # -- the proxy -------------------------------------------------------------------------------
@@ -401,7 +401,7 @@ def pool_account(app, clock, name, **columns):
     workspace = f"ws-{name}"
     access = jwt({"exp": int(clock()) + 10 * 86400, "jti": f"access-{name}"})  # good for ten days of the clock
     data = auth_json(id_token(email=f"{name}@example.com", workspace=workspace), account_id=workspace, access=access)
-    with app.app_context(), store.db.connection_context():
+    with app.app_context(), tables.db.connection_context():
         account, _ = credentials.import_auth_json(data, int(clock() * 1000))
     if columns:
         write(app, account.id, **columns)
@@ -430,8 +430,8 @@ def sse(data):
 
 def logs(app):
     """Every stored request log, oldest first."""
-    with app.app_context(), store.db.connection_context():
-        return list(store.RequestLog.select().order_by(store.RequestLog.id))
+    with app.app_context(), tables.db.connection_context():
+        return list(tables.RequestLog.select().order_by(tables.RequestLog.id))
 
 
 def openai_error(response):

@@ -7,7 +7,7 @@ from helpers import (
     AUTH_REQUIRED, REMOTE, TOTP_REQUIRED, create_account, enable_totp, error, ingest, login, message, ok, overview,
     post, setup_password,
 )
-from lb.store import Account, db
+from lb.tables import Account, db
 
 ACCOUNTS = "/api/accounts"
 KEYS = ["id", "email", "planType", "status", "statusReason", "createdAt", "updatedAt",

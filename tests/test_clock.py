@@ -8,7 +8,8 @@ value is worked out by hand (1 day = 86_400_000 ms; 10000-01-01T00:00:00Z is
 """
 import pytest
 
-from lb.clock import iso, parse_time
+from lb.clock import iso
+from lb.fields import parse_time
 from lb.errors import ApiError
 
 LAST_MS = 253_402_300_800_000 - 1  # 9999-12-31T23:59:59.999Z

@@ -15,7 +15,7 @@ import pytest
 
 from fixtureapps.upstream import Fail, Stream
 from helpers import ROOT, logs, pool_account, row
-from lb import store
+from lb import tables
 
 CONFIG = """\
 model = "gpt-5.3-codex"
@@ -104,8 +104,8 @@ def test_codex_exec_is_served_by_the_next_account_when_one_is_exhausted(codex, t
 
 def test_codex_exec_reports_the_usage_limit_of_an_exhausted_pool(codex, tmp_path, proxied, upstream):
     server, key, app = proxied
-    with app.app_context(), store.db.connection_context():
-        store.Account.update(status="rate_limited", resets_at=int(time.time() * 1000) + 3600_000).execute()
+    with app.app_context(), tables.db.connection_context():
+        tables.Account.update(status="rate_limited", resets_at=int(time.time() * 1000) + 3600_000).execute()
     code, events, stderr = codex_exec(codex, tmp_path, server.port, key)
     assert code == 1
     failures = [e for e in events if e["type"] in ("error", "turn.failed")]

@@ -18,7 +18,7 @@ import click
 import pytest
 
 from helpers import PASSWORD, REMOTE, ROOT, error, free_port, post, setup_password
-from lb import config, create_app, store
+from lb import config, create_app, tables
 
 
 # -- settings ------------------------------------------------------------------------------
@@ -188,7 +188,7 @@ def test_an_open_data_dir_is_made_owner_only_with_a_warning(make_app, tmp_path, 
 @pytest.mark.sqlite_only
 def test_an_open_database_file_is_made_owner_only_with_a_warning(make_app, tmp_path, caplog):
     make_app()
-    store.db.obj.close_all()
+    tables.db.obj.close_all()
     database = tmp_path / "data" / "lb.db"
     os.chmod(database, 0o644)
     caplog.set_level(logging.WARNING)

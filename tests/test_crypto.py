@@ -15,21 +15,21 @@ import pytest
 from cryptography.fernet import Fernet
 
 from helpers import AUTH, PASSWORD, enable_totp, login, ok, post, setup_password
-from lb import crypto, store
+from lb import crypto, tables
 from lb.config import ConfigError
 from lb.totp import STEP
 
 
 def stored_secret(app):
     """The dashboard_settings.totp_secret column as stored."""
-    with app.app_context(), store.db.connection_context():
-        return store.DashboardSettings.get_by_id(1).totp_secret
+    with app.app_context(), tables.db.connection_context():
+        return tables.DashboardSettings.get_by_id(1).totp_secret
 
 
 def store_secret(app, value):
     """Write the totp_secret column directly, as an older version would have."""
-    with app.app_context(), store.db.connection_context():
-        store.DashboardSettings.update(totp_secret=value).where(store.DashboardSettings.id == 1).execute()
+    with app.app_context(), tables.db.connection_context():
+        tables.DashboardSettings.update(totp_secret=value).where(tables.DashboardSettings.id == 1).execute()
 
 
 def with_totp(app, clock):

@@ -18,7 +18,7 @@ from contextlib import closing
 import pytest
 
 from helpers import ROOT, Server, call, free_port
-from lb import database, store
+from lb import database, tables
 
 pytestmark = pytest.mark.sqlite_only
 
@@ -34,8 +34,8 @@ pytestmark = pytest.mark.sqlite_only
 ])
 def test_every_connection_has_the_pragmas(make_app, pragma, value):
     app = make_app()
-    with app.app_context(), store.db.connection_context():
-        assert store.db.execute_sql(f"PRAGMA {pragma}").fetchone()[0] == value
+    with app.app_context(), tables.db.connection_context():
+        assert tables.db.execute_sql(f"PRAGMA {pragma}").fetchone()[0] == value
 
 
 # -- the WAL ----------------------------------------------------------------------------------

@@ -12,7 +12,7 @@ import pytest
 from peewee import fn
 
 from helpers import BEARER, create_account, ingest, overview
-from lb.store import SEED_CATALOG, Account, RequestLog, db
+from lb.tables import SEED_CATALOG, Account, RequestLog, db
 
 # USD per million tokens (input, cached input, output): micro-USD per token.
 PRICES = {model: tuple(Fraction(price) for price in prices) for model, _, *prices in SEED_CATALOG}

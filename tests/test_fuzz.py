@@ -45,7 +45,7 @@ from helpers import (
     COOKIE, INGEST, LISTED_MODELS, POSTGRES_URL, ROOT, Server, auth_json, call, call_with_cookie, empty_postgres,
     id_token, jwt,
 )
-from lb import create_app, sessions, store
+from lb import create_app, sessions, tables
 
 EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "50"))
 REPORT = os.environ.get("FUZZ_REPORT")  # a file to write {operation: {status: count}} to, after the module
@@ -114,8 +114,8 @@ def target(tmp_path_factory):
         server.stop()
         upstream.stop()
         token_server.stop()
-        if store.db.obj is not None:
-            store.db.obj.close_all()
+        if tables.db.obj is not None:
+            tables.db.obj.close_all()
 
 
 def fuzz_auth_json(name):
@@ -128,7 +128,7 @@ def fuzz_auth_json(name):
 
 def throwaway_session(app):
     """A fresh, fully verified session's Cookie header, made in the database."""
-    with app.app_context(), store.db.connection_context():
+    with app.app_context(), tables.db.connection_context():
         token, _ = sessions.start_session()
     return {"Cookie": f"{COOKIE}={token}"}
 
@@ -166,8 +166,8 @@ def credentials(case, label, path, target, data):
 
 def forget_failures(app):
     """Clear the per-address count of failed password and TOTP attempts."""
-    with app.app_context(), store.db.connection_context():
-        store.AuthFailure.delete().execute()
+    with app.app_context(), tables.db.connection_context():
+        tables.AuthFailure.delete().execute()
 
 
 def choose_import(case, label, data):

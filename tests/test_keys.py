@@ -15,7 +15,7 @@ import pytest
 from helpers import (
     AUTH_REQUIRED, LOGS, REMOTE, TOTP_REQUIRED, enable_totp, error, ingest, login, message, ok, post, send_logs,
 )
-from lb import keys, store
+from lb import keys, tables
 
 API_KEYS = "/api/api-keys"
 FIELDS = {"id", "name", "keyPrefix", "allowedModels", "expiresAt", "enabled", "createdAt", "lastUsedAt", "limits"}
@@ -46,15 +46,15 @@ def get_key(client, key_id):
 
 def authenticated(app, clock, presented):
     """The id of the key lb.keys.authenticate finds for ``presented`` now, or None."""
-    with app.app_context(), store.db.connection_context():
+    with app.app_context(), tables.db.connection_context():
         row = keys.authenticate(presented, int(clock() * 1000))
         return None if row is None else row.id
 
 
 def stored_row(app, key_id):
     """The ApiKey row's columns, as stored."""
-    with app.app_context(), store.db.connection_context():
-        return dict(store.ApiKey.get_by_id(key_id).__data__)
+    with app.app_context(), tables.db.connection_context():
+        return dict(tables.ApiKey.get_by_id(key_id).__data__)
 
 
 # -- creating: the key is shown once -------------------------------------------------

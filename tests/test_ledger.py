@@ -2,7 +2,7 @@
 import uuid
 
 from helpers import NOW_MS, pool_account, row
-from lb import ledger as ledgers
+from lb import ledger as ledgers, tables
 from lb import store
 
 
@@ -15,11 +15,11 @@ def test_request_ids_are_uuid7_ordered_by_their_millisecond():
 
 def test_a_status_change_never_touches_a_paused_account(app, clock):
     paused = pool_account(app, clock, "a", status="paused")
-    with app.app_context(), store.db.connection_context():
+    with app.app_context(), tables.db.connection_context():
         ledgers._apply(paused, {"status": "rate_limited", "resets_at": NOW_MS + 1}, NOW_MS + 5)
     assert (row(app, paused).status, row(app, paused).resets_at) == ("paused", None)
     active = pool_account(app, clock, "b")
-    with app.app_context(), store.db.connection_context():
+    with app.app_context(), tables.db.connection_context():
         ledgers._apply(active, {"status": "rate_limited", "resets_at": NOW_MS + 1}, NOW_MS + 5)
     assert (row(app, active).status, row(app, active).updated_at) == ("rate_limited", NOW_MS + 5)
 
@@ -32,8 +32,8 @@ def test_pins_are_kept_hashed_and_lapsed_ones_pruned(app, clock):
         first = ledgers.Ledger(lambda: now[0], "gpt-5.3-codex")
         first.pin("conversation-secret", account)
         first.flush()
-        with store.db.connection_context():
-            [pin] = store.StickyPin.select()
+        with tables.db.connection_context():
+            [pin] = tables.StickyPin.select()
             assert pin.key == ledgers.pin_key("conversation-secret") and "secret" not in pin.key
             assert first.pinned("conversation-secret") == account
             now[0] += 2 * 3600_000
@@ -41,5 +41,5 @@ def test_pins_are_kept_hashed_and_lapsed_ones_pruned(app, clock):
         later = ledgers.Ledger(lambda: now[0], "gpt-5.3-codex")
         later.pin("another", account)
         later.flush()
-        with store.db.connection_context():
-            assert [p.key for p in store.StickyPin.select()] == [ledgers.pin_key("another")]
+        with tables.db.connection_context():
+            assert [p.key for p in tables.StickyPin.select()] == [ledgers.pin_key("another")]

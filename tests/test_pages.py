@@ -16,7 +16,7 @@ from flask import render_template_string
 from peewee import OperationalError
 
 from helpers import REMOTE, ROOT, error, setup_password
-from lb import pages, store
+from lb import pages, tables
 
 PAGES = ["/", "/accounts", "/logs", "/usage", "/keys", "/settings"]
 STATIC = os.path.join(os.path.dirname(pages.__file__), "static")
@@ -104,7 +104,7 @@ def test_the_page_and_its_files_are_served_while_the_database_is_down(app, clien
 
     if signed_in:  # the session cookie is not looked up either
         setup_password(client)
-    monkeypatch.setattr(store.db.obj, "connect", down)
+    monkeypatch.setattr(tables.db.obj, "connect", down)
     assert error(client.get("/api/dashboard-auth/session")) == (503, "service_unavailable")
     assert client.get("/logs").status_code == 200
     assert fetch(client, "/static/" + a_static_file()).status_code == 200

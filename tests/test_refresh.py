@@ -44,7 +44,7 @@ from helpers import (
 )
 
 from lb import crypto, refresh
-from lb.store import db
+from lb.tables import db
 
 
 pytestmark = pytest.mark.uses_token_server

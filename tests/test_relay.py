@@ -6,7 +6,7 @@ import pytest
 
 from fixtureapps.upstream import Stream
 from helpers import CODEX, CODEX_BODY, NOW_MS, ask, logs, pool_account, row, sse
-from lb import store
+from lb import tables
 
 pytestmark = pytest.mark.uses_upstream
 
@@ -25,7 +25,7 @@ def open_stream(client, body=None):
 
 
 def no_connection_held():
-    return store.db.is_closed() and not store.db.obj._in_use
+    return tables.db.is_closed() and not tables.db.obj._in_use
 
 
 def test_events_reach_the_client_one_by_one_before_the_stream_ends(app, client, upstream, pooled):

@@ -6,7 +6,7 @@ import pytest
 from helpers import BEARER, create_account, ingest
 from lb import rollups
 from lb.clock import DAY_MS, HOUR_MS, iso
-from lb.store import HourlyGroupUsage, HourlyUsage, RequestLog, db
+from lb.tables import HourlyGroupUsage, HourlyUsage, RequestLog, db
 
 HOUR = HOUR_MS
 MODELS = ("gpt-4o-mini", "o3-pro", "gpt-5.1-codex", "not-in-catalog")

@@ -11,12 +11,12 @@ from contextlib import closing
 import pytest
 
 from helpers import create_account, error, ingest, ok, post, set_catalog
-from lb import store
+from lb import tables
 
 
 def catalog_ids(app):
-    with app.app_context(), store.db.connection_context():
-        return [m.id for m in store.CatalogModel.select().order_by(store.CatalogModel.position)]
+    with app.app_context(), tables.db.connection_context():
+        return [m.id for m in tables.CatalogModel.select().order_by(tables.CatalogModel.position)]
 
 
 def test_init_db_is_idempotent_and_keeps_data(app, authed):
@@ -25,7 +25,7 @@ def test_init_db_is_idempotent_and_keeps_data(app, authed):
         result = runner.invoke(args=["init-db"])
         assert result.exit_code == 0, result.output
         assert "schema ready" in result.output
-    assert catalog_ids(app) == [m[0] for m in store.SEED_CATALOG]
+    assert catalog_ids(app) == [m[0] for m in tables.SEED_CATALOG]
     session = authed.get("/api/dashboard-auth/session")
     assert session.status_code == 200
     assert session.get_json()["isPasswordConfigured"] is True and session.get_json()["authenticated"] is True
@@ -36,13 +36,13 @@ def test_the_catalog_survives_a_restart_and_is_seeded_once(make_app):
     set_catalog(first, "o3-pro", name="Renamed", enabled=False)
     set_catalog(first, "gpt-4o-mini", name="GPT-4o Mini (custom)")
     second = make_app()
-    assert catalog_ids(second) == [m[0] for m in store.SEED_CATALOG]  # no second copy
+    assert catalog_ids(second) == [m[0] for m in tables.SEED_CATALOG]  # no second copy
     response = second.test_client().get("/api/models")
     assert response.status_code == 200
     models = response.get_json()["models"]
     assert {"id": "gpt-4o-mini", "name": "GPT-4o Mini (custom)"} in models
     assert "o3-pro" not in [m["id"] for m in models]
-    assert len(models) == len(store.SEED_CATALOG) - 1
+    assert len(models) == len(tables.SEED_CATALOG) - 1
 
 
 # -- upgrading an older database ------------------------------------------------------------
@@ -99,7 +99,7 @@ def old_database(path):
         conn.executescript(OLD_SCHEMA)
         conn.executemany("INSERT INTO catalog_model VALUES (?, ?, ?, 1, ?, ?, ?)",
                          [(mid, name, i, p_in, p_cached, p_out)
-                          for i, (mid, name, p_in, p_cached, p_out) in enumerate(store.SEED_CATALOG)])
+                          for i, (mid, name, p_in, p_cached, p_out) in enumerate(tables.SEED_CATALOG)])
         conn.execute("INSERT INTO dashboard_settings VALUES (1, NULL, NULL, 0)")
         conn.execute("INSERT INTO account VALUES (?, 'Ann@Example.com', 'ann@example.com', 'plus', 'paused', "
                      "'manual pause', ?, ?)", (OLD_ACCOUNT, T0, T0 + 1000))
@@ -108,7 +108,7 @@ def old_database(path):
                          "output_tokens, cached_input_tokens, status, error_code, latency_ms, cost) "
                          "VALUES (?, ?, ?, ?, ?, ?, ?, ?, NULL, 10, ?)",
                          (request_id, at, account, model, inp, out, cached, status, cost))
-            failed, cancelled = int(status in store.FAILED_STATUSES), int(status == "cancelled")
+            failed, cancelled = int(status in tables.FAILED_STATUSES), int(status == "cancelled")
             for table, key in (("hourly_usage", (at // HOUR_MS,)),
                                ("hourly_key_usage", (at // HOUR_MS, account or "", model))):
                 columns = "hour" if table == "hourly_usage" else "hour, account_id, model"

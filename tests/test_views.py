@@ -18,7 +18,7 @@ from contextlib import closing
 import pytest
 
 from helpers import AUTH_REQUIRED, LISTED_MODELS, MODELS, REMOTE, error, message, set_catalog, token, with_cookie
-from lb import store
+from lb import tables
 
 
 # -- health --------------------------------------------------------------------------------
@@ -31,8 +31,8 @@ def test_healthz_answers_ok_without_auth(authed, app):
 
 @pytest.mark.sqlite_only
 def test_healthz_is_unavailable_when_the_database_cannot_be_reached(app, client, tmp_path, caplog):
-    assert store.db.is_closed()  # every request and the factory give their connection back
-    database = store.db.obj
+    assert tables.db.is_closed()  # every request and the factory give their connection back
+    database = tables.db.obj
     if hasattr(database, "close_all"):
         database.close_all()  # a pool keeps idle connections open
     database.database = str(tmp_path / "missing-dir" / "lb.db")
@@ -133,8 +133,8 @@ def settings(client):
 
 
 def stored_settings(app):
-    with app.app_context(), store.db.connection_context():
-        row = store.DashboardSettings.get_by_id(1)
+    with app.app_context(), tables.db.connection_context():
+        row = tables.DashboardSettings.get_by_id(1)
         return {"apiKeyRequired": bool(row.api_key_required), "stickySessions": bool(row.sticky_sessions)}
 
 
