@@ -32,10 +32,10 @@ def create_app(overrides=None):
     database.init_app(app, reshaped=rollups.rebuild)
     totp.init_app(app)
     auth.init_app(app)
+    metrics.init_app(app)  # GET /metrics, when LB_METRICS_TOKEN is set; the faces count through it
     views.init_app(app)
     proxy.init_app(app)
     pages.init_app(app)  # the browser face: the HTML shell and its static files
-    metrics.init_app(app)  # GET /metrics, when LB_METRICS_TOKEN is set
     # The maintenance commands.
     sessions.init_app(app)
     rollups.init_app(app)

@@ -104,9 +104,8 @@ def _store_imported(values, now):
         changes = dict(values, updated_at=now)
         if found.status == "deactivated":
             changes.update(status="active", status_reason=None)
-        # The workspace in the WHERE: of two imports adopting one manual account, one wins.
-        if not Account.update(**changes).where((Account.id == found.id) &
-                                               (Account.chatgpt_account_id == workspace)).execute():
+        # The workspace expected: of two imports adopting one manual account, one wins.
+        if not accounts.apply(found.id, changes, now, expect={"chatgpt_account_id": workspace}):
             return None
         return Account.get_by_id(found.id), False
     return Account.create(id=accounts.new_id(), status="active", created_at=now, updated_at=now, **values), True

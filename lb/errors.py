@@ -20,11 +20,13 @@ HTTP_CODES = {
 
 
 class ApiError(Exception):
-    """An error answered with the JSON envelope."""
+    """An error answered with the JSON envelope. ``kind`` and ``extra``: the OpenAI envelope's ``type``, when
+    it is not the status's own, and its further fields (the proxy's)."""
 
-    def __init__(self, status, code, message, headers=None):
+    def __init__(self, status, code, message, headers=None, kind=None, extra=None):
         super().__init__(message)
         self.status, self.code, self.message, self.headers = status, code, message, headers or {}
+        self.kind, self.extra = kind, extra or {}
 
 
 class Unavailable(Exception):

@@ -3,6 +3,7 @@ import json
 import re
 import secrets
 from datetime import datetime, timezone
+from typing import NamedTuple, Optional
 
 import click
 
@@ -31,11 +32,32 @@ def mint():
 KEY_ID = re.compile(r"[A-Za-z0-9_-]{1,40}")  # what create makes; anything else names no key
 
 
+class Key(NamedTuple):
+    """An API key as the service uses it, whoever read it: its JSON columns parsed once, ``enabled`` a bool."""
+
+    id: str
+    name: str
+    key_prefix: str
+    allowed_models: Optional[tuple]  # catalog ids, in the order given; None: every enabled model
+    limits: list  # of {metric, window, max}
+    expires_at: Optional[int]
+    enabled: bool
+    created_at: int
+    last_used_at: Optional[int]
+
+
+def as_key(row):
+    """The Key of an api_key row: a model instance or the store's named tuple (booleans as stored)."""
+    allowed = tuple(json.loads(row.allowed_models)) if row.allowed_models is not None else None
+    return Key(row.id, row.name, row.key_prefix, allowed, json.loads(row.limits), row.expires_at, bool(row.enabled),
+               row.created_at, row.last_used_at)
+
+
 def find(key_id):
     key = ApiKey.get_or_none(ApiKey.id == key_id) if KEY_ID.fullmatch(key_id) else None
     if key is None:
         raise ApiError(404, "api_key_not_found", "API key not found")
-    return key
+    return as_key(key)
 
 
 # -- fields --------------------------------------------------------------------------
@@ -98,7 +120,7 @@ def create(data, now):
     with db.atomic():
         row = ApiKey.create(id="key_" + secrets.token_urlsafe(12), key_hash=hashed, key_prefix=prefix,
                             created_at=now, **fields)
-    return row, key
+    return as_key(row), key
 
 
 def update(key_id, data, now):
@@ -120,7 +142,7 @@ def update(key_id, data, now):
         key = find(key_id)
         if changes:
             ApiKey.update(**changes).where(ApiKey.id == key.id).execute()
-            key = ApiKey.get_by_id(key.id)
+            key = as_key(ApiKey.get_by_id(key.id))
     return key
 
 
@@ -130,23 +152,23 @@ def regenerate(key_id):
     with db.atomic():
         row = find(key_id)
         ApiKey.update(key_hash=hashed, key_prefix=prefix).where(ApiKey.id == row.id).execute()
-        return ApiKey.get_by_id(row.id), key
+        return as_key(ApiKey.get_by_id(row.id)), key
 
 
 def delete(key_id):
     """Remove the key; its request logs keep its id."""
     with db.atomic():
-        find(key_id).delete_instance()
+        ApiKey.delete().where(ApiKey.id == find(key_id).id).execute()
 
 
 def authenticate(presented, now):
     """The enabled, unexpired key behind a presented ``sk-clb-...`` string, or None (constant work: a hash lookup)."""
     if not isinstance(presented, str) or not presented.startswith(PREFIX) or len(presented) > 200:
         return None
-    key = store.api_key_by_hash(digest(presented))
-    if key is None or not key.enabled or (key.expires_at is not None and key.expires_at <= now):
+    row = store.api_key_by_hash(digest(presented))
+    if row is None or not row.enabled or (row.expires_at is not None and row.expires_at <= now):
         return None
-    return key
+    return as_key(row)
 
 
 # -- limits: used this window, from the rollups ---------------------------------------------
@@ -173,9 +195,14 @@ def metric_value(sums, metric):
     return sums.input_tokens + sums.output_tokens
 
 
+def allows(key, model):
+    """Whether ``key`` (None: no key) may use ``model``, a model of the enabled catalog."""
+    return key is None or key.allowed_models is None or model in key.allowed_models
+
+
 def limits_used(key, now, cycle_day):
     """The key's limits, each with ``used`` this window and ``resetsAt``; one rollup read per window."""
-    limits = json.loads(key.limits)
+    limits = key.limits
     spans = {name: window(name, now, cycle_day) for name in {limit["window"] for limit in limits}}
     sums = {name: rollups.range_sums(start, end, api_key_id=key.id)[None] for name, (start, end) in spans.items()}
     return [dict(limit, used=metric_value(sums[limit["window"]], limit["metric"]),
@@ -187,7 +214,7 @@ def as_json(key, now, cycle_day):
         "id": key.id,
         "name": key.name,
         "keyPrefix": key.key_prefix,
-        "allowedModels": json.loads(key.allowed_models) if key.allowed_models is not None else None,
+        "allowedModels": list(key.allowed_models) if key.allowed_models is not None else None,
         "expiresAt": iso(key.expires_at),
         "enabled": key.enabled,
         "createdAt": iso(key.created_at),
@@ -197,7 +224,7 @@ def as_json(key, now, cycle_day):
 
 
 def all_keys(now, cycle_day):
-    return [as_json(k, now, cycle_day) for k in ApiKey.select().order_by(ApiKey.created_at, ApiKey.id)]
+    return [as_json(as_key(k), now, cycle_day) for k in ApiKey.select().order_by(ApiKey.created_at, ApiKey.id)]
 
 
 def init_app(app):

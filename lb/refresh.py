@@ -16,7 +16,7 @@ import urllib3
 from flask import current_app
 from peewee import IntegrityError
 
-from lb import crypto
+from lb import accounts, crypto
 from lb.accounts import has_credentials
 from lb.clock import DAY_MS
 from lb.credentials import TOKENS, jwt_claims, profile
@@ -167,11 +167,14 @@ def _exchange(account, lease, now):
         if not failure.permanent:
             _release(account.id, lease)
             raise
-        if Account.update(status="deactivated", status_reason=failure.code, updated_at=now,
-                          refresh_lease_until=None).where(unchanged).execute():
+        if accounts.apply(account.id, {"status": "deactivated", "status_reason": failure.code,
+                                       "refresh_lease_until": None}, now, expect={"refresh_token": seen}):
             raise
         _release(account.id, lease)
-        return _credentials(_account(account.id))  # new tokens were stored meanwhile: they are good
+        current = _account(account.id)
+        if current.refresh_token == seen:  # paused meanwhile: the pause stands, and so does the failure
+            raise
+        return _credentials(current)  # new tokens were stored meanwhile: they are good
     fernet = current_app.extensions["lb_fernet"]
     new = {name: answer[name] for name in TOKENS if isinstance(answer.get(name), str) and answer[name]}
     # The refresh token is sealed afresh even when the answer keeps it, so waiting callers see a change.

@@ -4,9 +4,10 @@ from urllib.parse import quote
 import pytest
 
 from helpers import (
-    AUTH_REQUIRED, REMOTE, TOTP_REQUIRED, create_account, enable_totp, error, ingest, login, message, ok, overview,
-    post, setup_password,
+    AUTH_REQUIRED, NOW_MS, REMOTE, TOTP_REQUIRED, create_account, enable_totp, error, ingest, login, message, ok,
+    overview, pool_account, post, row, setup_password,
 )
+from lb import accounts
 from lb.tables import Account, db
 
 ACCOUNTS = "/api/accounts"
@@ -399,3 +400,30 @@ def test_a_deleted_accounts_logs_keep_its_id_and_usage(authed):
     after = overview(authed)
     assert after["usageSummary"] == summary
     assert after["accountCounts"]["total"] == 0
+
+
+# -- accounts.apply: the one door for status changes -------------------------------------------
+
+def test_an_automatic_status_change_never_touches_a_paused_account(app, clock):
+    paused = pool_account(app, clock, "a", status="paused")
+    active = pool_account(app, clock, "b")
+    with app.app_context(), db.connection_context():
+        assert not accounts.apply(paused, {"status": "rate_limited", "resets_at": NOW_MS + 1,
+                                           "primary_used_percent": 90.0}, NOW_MS + 5)
+        assert accounts.apply(active, {"status": "rate_limited", "resets_at": NOW_MS + 1}, NOW_MS + 5)
+        assert accounts.apply(paused, {"primary_used_percent": 40.0}, NOW_MS + 6)  # no status: written
+        with pytest.raises(ValueError):
+            accounts.apply(active, {"status": "paused"}, NOW_MS + 7)
+    assert (row(app, paused).status, row(app, paused).resets_at, row(app, paused).updated_at) == ("paused", None,
+                                                                                                   NOW_MS)
+    assert row(app, paused).primary_used_percent == 40.0
+    assert (row(app, active).status, row(app, active).updated_at) == ("rate_limited", NOW_MS + 5)
+
+
+def test_the_admin_ends_a_pause_and_a_compare_and_set_writes_only_while_its_columns_hold(app, clock):
+    paused = pool_account(app, clock, "a", status="paused")
+    with app.app_context(), db.connection_context():
+        assert accounts.apply(paused, {"status": "active"}, NOW_MS + 5, admin=True)
+        assert not accounts.apply(paused, {"status": "deactivated"}, NOW_MS + 6, expect={"chatgpt_account_id": "x"})
+        assert accounts.apply(paused, {"status": "deactivated"}, NOW_MS + 7, expect={"chatgpt_account_id": "ws-a"})
+    assert (row(app, paused).status, row(app, paused).updated_at) == ("deactivated", NOW_MS + 7)

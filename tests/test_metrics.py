@@ -7,7 +7,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from fixtureapps.upstream import Fail, Stream
 from helpers import AUTH_REQUIRED, BEARER, V1, ask, ingest, pool_account
 from lb import metrics
-from lb.ledger import Ledger
+from lb.proxy import relay
 
 pytestmark = pytest.mark.uses_upstream
 
@@ -107,13 +107,13 @@ def test_proxied_requests_show_in_every_instrument(app, client, clock, upstream)
 
 def test_a_stream_is_open_while_it_is_relayed_and_until_its_log_is_written(app, client, clock, upstream,
                                                                            monkeypatch):
-    finish, open_at_finish = Ledger.finish, []
+    finish, open_at_finish = relay.finish, []
 
-    def finishing(ledger):
-        open_at_finish.append(ledger.metrics.open_streams._value.get())
-        finish(ledger)
+    def finishing(ledger, proxy):
+        open_at_finish.append(proxy.metrics.open_streams._value.get())
+        finish(ledger, proxy)
 
-    monkeypatch.setattr(Ledger, "finish", finishing)
+    monkeypatch.setattr(relay, "finish", finishing)
     pool_account(app, clock, "a")
     gate = threading.Event()
     upstream.default = Stream(gate=gate)

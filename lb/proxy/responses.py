@@ -4,6 +4,8 @@ Pure functions over parsed JSON: the proxy calls ``for_upstream`` on a
 ``/v1/responses`` body before sending it, and ``assemble`` on the events of a
 non-streaming request.
 """
+from lb.proxy import upstream
+
 # Fields the backend refuses that a client may send harmlessly: dropped.
 DROPPED = ("max_output_tokens", "temperature", "prompt_cache_retention", "safety_identifier")
 # Fields whose meaning the backend cannot give (it stores nothing): refused, 400.
@@ -78,8 +80,7 @@ def _tools(value):
 
 # -- one JSON answer from a stream ---------------------------------------------------------
 
-ITEM_DONE = "response.output_item.done"
-PARSED = (b"response.completed", b"response.incomplete", b"response.failed", b"error", ITEM_DONE.encode())
+PARSED = upstream.PARSED | {upstream.OUTPUT_ITEM_DONE}  # what a JSON answer is assembled from
 
 
 def assemble(terminal, items):

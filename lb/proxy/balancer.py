@@ -10,6 +10,7 @@ from typing import NamedTuple, Optional
 
 from lb.accounts import WAITING_STATUSES as WAITING
 from lb.accounts import has_credentials
+
 RATE_LIMIT_CODES = ("usage_limit_reached", "rate_limit_exceeded")
 QUOTA_CODES = ("insufficient_quota", "quota_exceeded")
 PERMANENT_CODES = ("account_suspended", "account_deleted")

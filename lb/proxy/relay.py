@@ -1,32 +1,33 @@
-"""A served answer on its way to the client: the SSE stream event by event, or one JSON body.
+"""A served answer on its way to the client: the SSE stream event by event, or one JSON answer collected.
 
 ``relay`` is the generator behind a streaming response. It runs after the
 request context is gone (waitress iterates it), so it takes everything it
-needs as arguments, and writes through the ledger on borrowed connections.
+needs as arguments, and its request log is written by lb.proxy.ledger.finish
+on a connection of its own when the stream ends.
 """
 import json
 import logging
 
 import urllib3
 
-from lb import balancer
-from lb.upstream import error_of, failure_code, response_of, usage_of
+from lb.proxy import balancer
+from lb.proxy.ledger import finish
+from lb.proxy.upstream import (COMPLETED, ENDING, FAILED, INCOMPLETE, TERMINAL, error_of, failure_code,
+                               response_of, usage_of)
 
 log = logging.getLogger(__name__)
 
-TERMINAL = ("response.completed", "response.incomplete", "response.failed")
 
-
-def record(event, ledger, headers):
+def record(event, ledger, headers, now):
     """What a terminal or ``error`` event says of the request (and, for a usage limit, of the account)."""
-    if event.type == "response.completed":
+    if event.type == COMPLETED:
         ledger.outcome("ok", usage=usage_of(response_of(event)))
-    elif event.type == "response.incomplete":
+    elif event.type == INCOMPLETE:
         details = response_of(event).get("incomplete_details")
         reason = details.get("reason") if isinstance(details, dict) else None
         ledger.outcome("ok", f"incomplete:{reason or 'unknown'}", usage_of(response_of(event)))
     else:
-        outcome = balancer.after_error(200, error_of(event), headers, ledger.now())
+        outcome = balancer.after_error(200, error_of(event), headers, now)
         status_change = {k: v for k, v in outcome.changes.items() if k in ("status", "resets_at", "status_reason")}
         ledger.change(ledger.account_id, status_change)
         ledger.outcome(outcome.log_status, outcome.error_code, usage_of(response_of(event)))
@@ -34,28 +35,30 @@ def record(event, ledger, headers):
 
 def failed_event(code, message):
     """The stream's own ``response.failed``: how a failure after the first byte reaches the client."""
-    data = {"type": "response.failed", "response": {"status": "failed", "error": {"code": code, "message": message}}}
-    return b"event: response.failed\ndata: " + json.dumps(data).encode() + b"\n\n"
+    data = {"type": FAILED, "response": {"status": "failed", "error": {"code": code, "message": message}}}
+    return f"event: {FAILED}\ndata: ".encode() + json.dumps(data).encode() + b"\n\n"
 
 
-def _count_failure(ledger):
-    """Count a served stream that ended in an upstream failure (its first event had come: lb.pool counted
-    the failures before it)."""
+def _count_failure(ledger, metrics):
+    """Count a served stream that ended in an upstream failure (its first event had come: lb.proxy.failover
+    counted the failures before it)."""
     if ledger.status not in ("ok", "cancelled"):
-        ledger.metrics.upstream_error(ledger.error_code)
+        metrics.upstream_error(ledger.error_code)
 
 
-def relay(served, ledger, upstream_headers):
+def relay(served, ledger, proxy, arrived):
     """Yield the upstream's events as they arrive; when the stream ends, the client goes away or the upstream
-    fails, write the request log and the account's changes, in one transaction."""
+    fails, write the request log and the account's changes, in one transaction. ``arrived``: the request's
+    perf_counter() on arrival, for the first-byte figures."""
     ended = False  # a terminal event reached the client
-    ledger.metrics.first_byte(ledger.arrived, ledger.upstream_wait)
-    ledger.metrics.open_streams.inc()
+    metrics = proxy.metrics
+    metrics.first_byte(arrived, served.waited)
+    metrics.open_streams.inc()
     try:
         for batch in served.batches():  # what one read brought: passed on at once, in one write
             for event in batch:
-                if event.type in TERMINAL or event.type == "error":
-                    record(event, ledger, upstream_headers)
+                if event.type in ENDING:
+                    record(event, ledger, served.headers, proxy.clock())
                     ended = ended or event.type in TERMINAL
             yield batch[0].raw if len(batch) == 1 else b"".join(event.raw for event in batch)
         if not ended:
@@ -74,21 +77,22 @@ def relay(served, ledger, upstream_headers):
     finally:
         try:
             served.close()
-            _count_failure(ledger)
-            ledger.finish()
+            _count_failure(ledger, metrics)
+            finish(ledger, proxy)
         finally:  # open until its log is written: at 0, every stream so far has its log
-            ledger.metrics.open_streams.dec()
+            metrics.open_streams.dec()
 
 
-def collect(served, ledger, headers, parsed_type):
-    """Read a whole stream for one JSON answer: (terminal event or None, parsed data of ``parsed_type`` events)."""
+def collect(served, ledger, proxy, parsed_type):
+    """Read a whole stream for one JSON answer: (terminal event or None, parsed data of ``parsed_type`` events).
+    The caller finishes the ledger."""
     terminal, items = None, []
     try:
         for event in (event for batch in served.batches() for event in batch):
             if event.type == parsed_type and event.data is not None:
                 items.append(event.data)
-            elif event.type in TERMINAL or event.type == "error":
-                record(event, ledger, headers)
+            elif event.type in ENDING:
+                record(event, ledger, served.headers, proxy.clock())
                 terminal = event if event.type in TERMINAL else terminal
         if terminal is None and ledger.status == "ok":
             ledger.outcome("error", "stream_incomplete")
@@ -96,5 +100,5 @@ def collect(served, ledger, headers, parsed_type):
         ledger.outcome("error", failure_code(exc))
     finally:
         served.close()
-        _count_failure(ledger)
+        _count_failure(ledger, metrics=proxy.metrics)
     return terminal, items

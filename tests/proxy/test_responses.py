@@ -1,8 +1,8 @@
 """The Responses API bodies: what /v1/responses sends upstream, and one answer assembled from the stream."""
 import pytest
 
-from lb import responses
-from lb.upstream import Event
+from lb.proxy import responses
+from lb.proxy.upstream import Event
 
 
 def test_a_minimal_body_gets_what_the_backend_requires():

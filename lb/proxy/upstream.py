@@ -10,9 +10,15 @@ from typing import NamedTuple, Optional
 
 import urllib3
 
-TERMINAL = (b"response.completed", b"response.incomplete", b"response.failed")
-# Events whose JSON is read: the terminal ones, and an error. Deltas pass through unparsed.
-PARSED = TERMINAL + (b"error",)
+# The SSE events the proxy reads, named once. Every other event (the deltas) passes through unparsed.
+COMPLETED = "response.completed"
+INCOMPLETE = "response.incomplete"
+FAILED = "response.failed"
+ERROR = "error"
+OUTPUT_ITEM_DONE = "response.output_item.done"
+TERMINAL = (COMPLETED, INCOMPLETE, FAILED)  # the response is over
+ENDING = TERMINAL + (ERROR,)  # what a client sees last of a stream: its outcome is read from it
+PARSED = frozenset(ENDING)  # events whose JSON is read (and the first one)
 
 
 class Event(NamedTuple):
@@ -78,7 +84,7 @@ def _boundary(buffer):
 def _event(raw, parse_first, parse):
     block = raw.replace(b"\r\n", b"\n").strip(b"\n")
     kind = _type(block)
-    if not (parse_first or kind is None or kind.encode() in parse):
+    if not (parse_first or kind is None or kind in parse):
         return Event(raw, kind, None)  # a delta: passed on, never parsed
     data = _data(block)
     if kind is None and data is not None and isinstance(data.get("type"), str):
@@ -115,7 +121,7 @@ def usage_of(response):
 
 def error_of(event):
     """The error object of a ``response.failed`` or ``error`` event (None for others)."""
-    if event.type == "error":
+    if event.type == ERROR:
         return event.data or {}
     error = response_of(event).get("error")
     return error if isinstance(error, dict) else None

@@ -1,11 +1,12 @@
-"""The pool at work: one client request tried on up to three accounts, then relayed.
+"""One client request tried on up to three accounts, until one serves it.
 
-No Flask request in here: the proxy hands over a ``Call`` (what to send) and
-a ``Ledger`` (lb.ledger: what to log and write). ``send`` returns a Served
-answer to relay, a Failed one to pass to the client as it is, or the
-balancer's refusal. The app context is needed for a token refresh; a
-database connection is borrowed for each short read and never held while
-the upstream or the client is awaited.
+No Flask request in here: the routes hand over a ``Call`` (what to send),
+a ``Ledger`` (what the request does, lb.proxy.ledger) and the app's
+``Proxy`` (upstream, clock, metrics). ``send`` returns a Served answer to
+relay, a Failed one to answer with, or the balancer's refusal. The app
+context is needed for a token refresh. Each attempt borrows a connection
+for its short database work and gives it back before the upstream is
+called; nothing is held while the upstream or the client is awaited.
 """
 import json
 import logging
@@ -14,27 +15,28 @@ from typing import Iterator, NamedTuple, Optional
 
 import urllib3
 
-from lb import balancer, refresh, store
-from lb.errors import openai_error
+from lb import refresh, store
+from lb.errors import ApiError
+from lb.proxy import balancer, ledger as ledgers
+from lb.proxy.upstream import ERROR, FAILED, PARSED, batches, chunks, error_of, failure_code
 from lb.tables import db
-from lb.upstream import PARSED, batches, chunks, error_of, failure_code
 
 log = logging.getLogger(__name__)
 
 MAX_ACCOUNTS = 3
 ERROR_BODY_BYTES = 1 << 20  # what is kept of an upstream error answer
-FAILED_EVENTS = ("response.failed", "error")
+FAILED_EVENTS = (FAILED, ERROR)
 
 
 class Call(NamedTuple):
-    """What to send upstream: ``headers`` are the client's, already filtered by the proxy."""
+    """What to send upstream: ``headers`` are the client's, already filtered by the routes."""
 
     path: str
     body: bytes
     headers: dict
     stream: bool  # an SSE answer (responses) or one JSON answer (compaction)
     cache_key: Optional[str] = None  # the prompt_cache_key, when sticky sessions are on
-    parse: tuple = PARSED  # the event types whose JSON the caller needs
+    parse: frozenset = PARSED  # the event types whose JSON the caller needs
 
 
 class Served(NamedTuple):
@@ -46,6 +48,7 @@ class Served(NamedTuple):
     first: Optional[list] = None  # the Events that arrived first
     rest: Optional[Iterator[list]] = None  # the later ones, a list per read
     body: Optional[bytes] = None
+    waited: float = 0.0  # seconds from the request sent upstream to its first event
 
     def batches(self):
         yield self.first
@@ -57,7 +60,8 @@ class Served(NamedTuple):
 
 
 class Failed(NamedTuple):
-    """An answer that ends an attempt; passed to the client as it is when it is the last one."""
+    """An answer that ends an attempt; the client's answer when it is the last one: the upstream's own
+    (``status``, ``headers``, ``body`` as sent), or, when the proxy failed before one came, ``error``."""
 
     status: int
     headers: dict
@@ -65,6 +69,7 @@ class Failed(NamedTuple):
     log_status: str
     error_code: str
     failover: bool  # another account may answer better
+    error: Optional[ApiError] = None
 
 
 def client_headers(headers):
@@ -78,70 +83,74 @@ def client_headers(headers):
 
 def _failed(status, code, message, log_code):
     """A failed attempt the proxy answers itself (no upstream answer to pass on)."""
-    body = json.dumps(openai_error(status, code, message)).encode()
-    return Failed(status, {"content-type": "application/json"}, body, "error", log_code, failover=True)
+    return Failed(status, {}, b"", "error", log_code, failover=True, error=ApiError(status, code, message))
 
 
 # -- the attempts --------------------------------------------------------------------------
 
-def send(call, ledger, upstream):
-    """Try ``call`` on the eligible accounts, at most MAX_ACCOUNTS of them, in the balancer's order.
-
-    The request's database connection is used to choose, and released before
-    the upstream is called; a failover takes one again.
-    """
+def send(call, ledger, proxy):
+    """Try ``call`` on the eligible accounts, at most MAX_ACCOUNTS of them, in the balancer's order."""
     tried, failed = [], None
-    db.connect(reuse_if_open=True)
-    pinned = ledger.pinned(call.cache_key) if call.cache_key else None
     for _ in range(MAX_ACCOUNTS):
-        now = ledger.now()
-        db.connect(reuse_if_open=True)
-        choice = balancer.choose(store.all_accounts(), now, pinned, tried)
+        choice, credentials = _choose(call, ledger, proxy, tried)
         if choice.account is None:
             return failed or choice
-        tried.append(choice.account.id)
-        result = attempt(choice.account, call, upstream, ledger)
+        result = credentials if isinstance(credentials, Failed) else attempt(
+            choice.account, credentials, call, ledger, proxy)
         if isinstance(result, Failed):
-            ledger.metrics.upstream_error(result.error_code)
+            proxy.metrics.upstream_error(result.error_code)
         if not isinstance(result, Failed) or not result.failover:
             return result
         log.warning("account %s: upstream %d %s; trying another account", choice.account.id, result.status,
                     result.error_code)
-        ledger.metrics.failover()
+        proxy.metrics.failover()
         failed = result
     return failed
 
 
-def attempt(account, call, upstream, ledger):
-    """One account's try: fresh credentials, the upstream's answer, and what it does to the account."""
-    now = ledger.now()
-    ledger.serving(account.id)
-    try:
+def _choose(call, ledger, proxy, tried):
+    """On a borrowed connection (the request's own, the first time), given back before the upstream is
+    called: write what the last attempt did to its account (other requests see it at once), choose the next
+    account, and get its fresh credentials. (choice, Credentials or a Failed refresh)."""
+    now = proxy.clock()
+    with db.connection_context():
+        ledgers.write(ledger, now)
+        pinned = ledgers.pinned(call.cache_key, now) if call.cache_key else None
+        choice = balancer.choose(store.all_accounts(), now, pinned, tried)
+        if choice.account is None:
+            return choice, None
+        tried.append(choice.account.id)
+        ledger.serving(choice.account.id)
         try:
-            credentials = refresh.fresh_credentials(account.id, now, account=account)
-        finally:
-            db.close()  # nothing is held while the upstream is awaited
-        asked = time.perf_counter()
-        answer = _open(upstream, call, credentials)
+            return choice, refresh.fresh_credentials(choice.account.id, now, account=choice.account)
+        except refresh.RefreshFailed as failure:
+            return choice, _refresh_failed(failure)
+
+
+def attempt(account, credentials, call, ledger, proxy):
+    """One account's try: the upstream's answer, and what it does to the account (gathered in ``ledger``)."""
+    now = proxy.clock()
+    asked = time.perf_counter()
+    try:
+        answer = _open(proxy.upstream, call, credentials)
         if answer.status == 401:  # the token may have been revoked early: refresh once, ask again
             _read(answer)
-            answer = _open(upstream, call, _credentials(account.id, now, credentials.access_token))
+            answer = _open(proxy.upstream, call, _credentials(account.id, now, credentials.access_token))
             if answer.status == 401:
                 body = _read(answer)
-                ledger.write(account.id, {"status": "deactivated", "resets_at": None,
-                                          "status_reason": "upstream_unauthorized"})
+                ledger.change(account.id, {"status": "deactivated", "resets_at": None,
+                                           "status_reason": "upstream_unauthorized"})
                 return Failed(401, client_headers(_lower(answer.headers)), body, "error", "upstream_unauthorized",
                               failover=True)
     except refresh.RefreshFailed as failure:
-        return _failed(503, "no_accounts", f"The account's tokens could not be refreshed ({failure.code})",
-                       failure.code)
+        return _refresh_failed(failure)
     except urllib3.exceptions.HTTPError as exc:
         return _unreachable(exc)
     headers = _lower(answer.headers)
     if answer.status >= 400:
         body = _read(answer)
         outcome = balancer.after_error(answer.status, _error_object(body), headers, now)
-        ledger.write(account.id, outcome.changes)
+        ledger.change(account.id, outcome.changes)
         return Failed(answer.status, client_headers(headers), body, outcome.log_status, outcome.error_code,
                       failover=outcome.action == "failover")
     if not call.stream:
@@ -156,16 +165,16 @@ def attempt(account, call, upstream, ledger):
                 return _failed(502, "upstream_error", "The upstream ended the stream before any event",
                                "stream_incomplete")
             return _unreachable(exc)
-        ledger.upstream_wait = time.perf_counter() - asked  # the upstream's part of the first byte
+        waited = time.perf_counter() - asked  # the upstream's part of the first byte
         if arrived[0].type in FAILED_EVENTS:
             outcome = balancer.after_error(200, error_of(arrived[0]), headers, now)
             if outcome.action == "failover":
                 body = b"".join(event.raw for event in arrived) + _rest(stream)
                 answer.close()
-                ledger.write(account.id, outcome.changes)
+                ledger.change(account.id, outcome.changes)
                 return Failed(200, client_headers(headers), body, outcome.log_status, outcome.error_code,
                               failover=True)
-        served = Served(account.id, client_headers(headers), answer, first=arrived, rest=stream)
+        served = Served(account.id, client_headers(headers), answer, first=arrived, rest=stream, waited=waited)
     ledger.change(account.id, balancer.after_success(account, headers, now).changes)
     if call.cache_key:
         ledger.pin(call.cache_key, account.id)
@@ -173,9 +182,14 @@ def attempt(account, call, upstream, ledger):
 
 
 def _credentials(account_id, now, rejected):
-    """Credentials after the upstream refused ``rejected``: refreshed, unless another refresh replaced it."""
+    """Credentials after the upstream refused ``rejected``: refreshed, unless another refresh replaced it.
+    On a borrowed connection, given back before the upstream is asked again."""
     with db.connection_context():
         return refresh.fresh_credentials(account_id, now, rejected=rejected)
+
+
+def _refresh_failed(failure):
+    return _failed(503, "no_accounts", f"The account's tokens could not be refreshed ({failure.code})", failure.code)
 
 
 def _open(upstream, call, credentials):

@@ -1,23 +1,23 @@
-"""The LLM clients' face: /backend-api/codex/* for the Codex CLI, /v1/* for the OpenAI SDK.
+"""The routes: /backend-api/codex/* for the Codex CLI, /v1/* for the OpenAI SDK.
 
-Each view checks the request (key, model, key limits), hands it to the pool
-(lb.pool) and answers: the stream relayed as it arrives, one JSON answer, or
-the upstream's own error. The request's database connection is released
-before the upstream is called (lb.pool), and the stream writes its log on a
-connection of its own when it ends (lb.ledger). Errors on these paths come in
-the OpenAI envelope (lb.errors).
+Each view checks the request (key, model, key limits), hands it to
+lb.proxy.failover and answers: the stream relayed as it arrives, one JSON
+answer, or the upstream's own error. Errors the proxy raises are ApiErrors,
+answered in the OpenAI envelope by this blueprint's handler.
 """
 import json
+import time
 
 from flask import Blueprint, Response, current_app, g, jsonify, request
 
-from lb import keys, metrics, pool, relay, responses, store
+from lb import keys, store
 from lb.auth import key_required
-from lb.balancer import Choice
-from lb.clock import iso, now_ms
+from lb.clock import iso
 from lb.errors import ApiError, body, openai_error, takes_large_json
-from lb.ledger import Ledger
-from lb.upstream import PARSED, Upstream, usage_of
+from lb.proxy import failover, relay, responses
+from lb.proxy.balancer import Choice
+from lb.proxy.ledger import Ledger, finish
+from lb.proxy.upstream import FAILED, OUTPUT_ITEM_DONE, PARSED, usage_of
 
 bp = Blueprint("proxy", __name__)
 
@@ -29,6 +29,15 @@ NEVER_UPSTREAM = frozenset((
     "trailers", "transfer-encoding", "upgrade"))
 NEVER_PREFIXES = ("x-forwarded-", "cf-")
 SSE = "text/event-stream"
+
+
+@bp.errorhandler(ApiError)
+def openai_answer(exc):
+    """The proxy's errors in the OpenAI envelope, which its clients (the openai package, the Codex CLI) read."""
+    answer = jsonify(openai_error(exc.status, exc.code, exc.message, exc.kind, **exc.extra))
+    answer.status_code = exc.status
+    answer.headers.update(exc.headers)
+    return answer
 
 
 def upstream_headers(headers, accept):
@@ -46,10 +55,7 @@ def admit(data, key, now):
     model = data.get("model")
     if not isinstance(model, str) or not model:
         raise ApiError(400, "invalid_request_error", "model is required: a model id of the catalog")
-    allowed = {mid for mid, _, _ in store.enabled_models()}
-    if key is not None and key.allowed_models is not None:
-        allowed &= set(json.loads(key.allowed_models))
-    if model not in allowed:
+    if not (keys.allows(key, model) and any(entry.id == model for entry in store.enabled_models())):
         raise ApiError(403, "model_not_allowed", f"The model {model[:128]!r} is not allowed for this API key")
     if key is not None:
         for limit in keys.limits_used(key, now, current_app.config["BILLING_CYCLE_DAY"]):
@@ -60,20 +66,24 @@ def admit(data, key, now):
     return model
 
 
+def _proxy():
+    return current_app.extensions["lb_proxy"]
+
+
 def _begin(data):
     """Admit the request; its Ledger, and its prompt_cache_key if sticky sessions are on."""
-    clock = current_app.config["CLOCK"]
-    model = admit(data, g.api_key, now_ms())
-    sticky = store.sticky_sessions()
+    now = _proxy().clock()
+    ledger = Ledger(now, admit(data, g.api_key, now), g.api_key)
     cache_key = data.get("prompt_cache_key")
-    sticky_key = cache_key.strip() if sticky and isinstance(cache_key, str) and cache_key.strip() else None
-    return Ledger(lambda: int(clock() * 1000), model, g.api_key, metrics.current(), g.get("started")), sticky_key
+    if isinstance(cache_key, str) and cache_key.strip() and store.sticky_sessions():
+        return ledger, cache_key.strip()
+    return ledger, None
 
 
 def _send(ledger, path, payload, stream, cache_key, parse=PARSED):
-    call = pool.Call(path, payload, upstream_headers(request.headers, SSE if stream else "application/json"),
-                     stream, cache_key, parse)
-    return pool.send(call, ledger, current_app.extensions["lb_upstream"])
+    call = failover.Call(path, payload, upstream_headers(request.headers, SSE if stream else "application/json"),
+                         stream, cache_key, parse)
+    return failover.send(call, ledger, _proxy())
 
 
 def _dumps(data):
@@ -85,50 +95,46 @@ def _dumps(data):
 
 # -- answers ---------------------------------------------------------------------------------
 
-def refusal(choice, ledger):
+def _end(ledger, status, code):
+    """Log a request that ends here, with no stream to relay."""
+    ledger.outcome(status, code)
+    finish(ledger, _proxy())
+
+
+def refuse(choice, ledger):
     """No account could take the request: 429 usage_limit_reached for an exhausted pool, else 503 no_accounts."""
     if choice.refusal == "usage_limit_reached":
-        ledger.outcome("rate_limit", "usage_limit_reached")
-        ledger.finish()
+        _end(ledger, "rate_limit", "usage_limit_reached")
         resets = choice.resets_at // 1000 if choice.resets_at is not None else None
         message = choice.message + (f"; the first resets at {iso(choice.resets_at)}" if resets else "")
+        headers = {"Retry-After": str(max(1, resets - _proxy().clock() // 1000))} if resets is not None else {}
         # The type is the code too: what the Codex CLI reads to report a usage limit and its reset.
-        answer = jsonify(openai_error(429, "usage_limit_reached", message, kind="usage_limit_reached",
-                                      resets_at=resets))
-        answer.status_code = 429
-        if resets is not None:
-            answer.headers["Retry-After"] = str(max(1, resets - ledger.now() // 1000))
-        return answer
-    ledger.outcome("error", "no_accounts")
-    ledger.finish()
-    answer = jsonify(openai_error(503, "no_accounts", choice.message))
-    answer.status_code = 503
-    if choice.retry_after_s is not None:
-        answer.headers["Retry-After"] = str(choice.retry_after_s)
-    return answer
+        raise ApiError(429, "usage_limit_reached", message, headers, kind="usage_limit_reached",
+                       extra={"resets_at": resets})
+    _end(ledger, "error", "no_accounts")
+    headers = {"Retry-After": str(choice.retry_after_s)} if choice.retry_after_s is not None else {}
+    raise ApiError(503, "no_accounts", choice.message, headers)
 
 
-def passed_on(failed, ledger):
-    """The upstream's own answer, as it sent it."""
-    ledger.outcome(failed.log_status, failed.error_code)
-    ledger.finish()
+def pass_on(failed, ledger):
+    """The last failed attempt's answer: the upstream's own, as it sent it, or the proxy's error."""
+    _end(ledger, failed.log_status, failed.error_code)
+    if failed.error is not None:
+        raise failed.error
     return Response(failed.body, failed.status, headers=failed.headers)
 
 
 def unserved(result, ledger):
-    """The answer when no account served the request (the refusal, or the upstream's own); None if one did."""
-    if isinstance(result, Choice):
-        return refusal(result, ledger)
-    if isinstance(result, pool.Failed):
-        return passed_on(result, ledger)
-    return None
+    """The answer when no account served the request (the refusal, or the last failure)."""
+    return refuse(result, ledger) if isinstance(result, Choice) else pass_on(result, ledger)
 
 
 def streamed(result, ledger):
-    if not isinstance(result, pool.Served):
+    if not isinstance(result, failover.Served):
         return unserved(result, ledger)
     headers = {"content-type": SSE, **result.headers, "Cache-Control": "no-cache"}
-    return Response(relay.relay(result, ledger, result.headers), 200, headers=headers, direct_passthrough=True)
+    events = relay.relay(result, ledger, _proxy(), g.get("started", time.perf_counter()))
+    return Response(events, 200, headers=headers, direct_passthrough=True)
 
 
 # -- routes ----------------------------------------------------------------------------------
@@ -158,15 +164,14 @@ def v1_responses():
     if data.get("stream") is True:
         return streamed(_send(ledger, "codex/responses", payload, True, cache_key), ledger)
     result = _send(ledger, "codex/responses", payload, True, cache_key, responses.PARSED)
-    if isinstance(result, pool.Failed) and result.status == 200:  # a failed stream: no events for a JSON client
-        ledger.outcome(result.log_status, result.error_code)
-        ledger.finish()
+    if isinstance(result, failover.Failed) and result.status == 200:  # a failed stream: no events for JSON
+        _end(ledger, result.log_status, result.error_code)
         raise ApiError(502, "upstream_error", f"The upstream failed the response ({result.error_code})")
-    if not isinstance(result, pool.Served):
+    if not isinstance(result, failover.Served):
         return unserved(result, ledger)
-    terminal, items = relay.collect(result, ledger, result.headers, responses.ITEM_DONE)
-    ledger.finish()
-    if terminal is None or terminal.type == "response.failed":
+    terminal, items = relay.collect(result, ledger, _proxy(), OUTPUT_ITEM_DONE)
+    finish(ledger, _proxy())
+    if terminal is None or terminal.type == FAILED:
         raise ApiError(502, "upstream_error", f"The upstream failed the response ({ledger.error_code})")
     headers = {name: value for name, value in result.headers.items() if name != "content-type"}
     answer = jsonify(responses.assemble(terminal, items))
@@ -183,7 +188,7 @@ def compact():
     data = body()
     ledger, cache_key = _begin(data)
     result = _send(ledger, "codex/responses/compact", request.get_data(), False, cache_key)
-    if not isinstance(result, pool.Served):
+    if not isinstance(result, failover.Served):
         return unserved(result, ledger)
     try:
         answer = json.loads(result.body)
@@ -191,7 +196,7 @@ def compact():
         answer = None
     if isinstance(answer, dict):
         ledger.outcome("ok", usage=usage_of(answer))
-    ledger.finish()
+    finish(ledger, _proxy())
     return Response(result.body, 200, headers={"content-type": "application/json", **result.headers})
 
 
@@ -200,16 +205,6 @@ def compact():
 @key_required
 def models():
     """The enabled catalog models this key may use, in the OpenAI list shape."""
-    catalog = store.enabled_models()
-    key = g.api_key
-    allowed = set(json.loads(key.allowed_models)) if key is not None and key.allowed_models is not None else None
     return jsonify(object="list", data=[
-        {"id": mid, "object": "model", "created": (added_at or 0) // 1000, "owned_by": "codex-lb"}
-        for mid, _, added_at in catalog if allowed is None or mid in allowed])
-
-
-def init_app(app):
-    config = app.config
-    app.extensions["lb_upstream"] = Upstream(config["UPSTREAM_URL"], config["UPSTREAM_CONNECT_TIMEOUT"],
-                                             config["UPSTREAM_READ_TIMEOUT"], maxsize=config["THREADS"])
-    app.register_blueprint(bp)
+        {"id": entry.id, "object": "model", "created": (entry.added_at or 0) // 1000, "owned_by": "codex-lb"}
+        for entry in store.enabled_models() if keys.allows(g.api_key, entry.id)])

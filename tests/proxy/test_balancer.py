@@ -1,4 +1,4 @@
-"""lb.balancer: which account serves a request, and what an upstream answer does to it (section 10).
+"""lb.proxy.balancer: which account serves a request, and what an upstream answer does to it (section 10).
 
 Pure functions over account rows and a clock: rows here are plain namespaces
 with the Account columns, the clock a number of epoch milliseconds.
@@ -7,7 +7,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from lb import balancer
+from lb.proxy import balancer
 
 NOW = 1_795_590_000_000  # 2026-11-25T07:00:00Z
 MINUTE = 60_000

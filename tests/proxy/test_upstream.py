@@ -1,4 +1,4 @@
-"""lb.upstream: the upstream's SSE stream cut into events as they arrive, usage and errors read from them,
+"""lb.proxy.upstream: the upstream's SSE stream cut into events as they arrive, usage and errors read from them,
 and the pooled client streaming from a small server on loopback."""
 import json
 import threading
@@ -7,7 +7,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 import urllib3
 
-from lb import upstream
+from lb.proxy import upstream
 
 
 def sse(kind, data, newline=b"\n"):

@@ -1,0 +1,43 @@
+"""The LLM clients' face: the Codex CLI and the OpenAI SDK, balanced across the accounts.
+
+routes     the views: key guard, admit, failover, answer (the OpenAI error envelope)
+failover   one client request tried on up to three accounts
+balancer   which account serves, and what an upstream answer does to it (pure)
+upstream   the pooled HTTP client, the SSE reader, the event names
+relay      a stream on its way out, or collected into one answer
+ledger     the request's account changes, pin, key use and log row, written in one transaction
+responses  the /v1/responses body and its one JSON answer (pure)
+
+Where a proxied request holds a database connection, and why:
+1. the request's own (lb.database, before_request): the API key and the model's admission;
+2. each attempt's (failover._choose, the request's own the first time): the last attempt's status change,
+   the choice of account and its fresh credentials, given back before the upstream is called;
+3. a refresh after an upstream 401 (failover._credentials);
+4. the end (ledger.finish): the log row and what the request did, in one transaction, after the stream.
+A stream holds none: it may last many minutes.
+"""
+from typing import Callable, NamedTuple
+
+from lb.proxy import routes
+from lb.proxy.ledger import Pins
+from lb.proxy.upstream import Upstream
+
+
+class Proxy(NamedTuple):
+    """What the proxy keeps for the life of an app (``app.extensions["lb_proxy"]``), handed down to the code
+    that outlives a request (a stream)."""
+
+    upstream: Upstream
+    clock: Callable[[], int]  # epoch ms, from the app's injected clock
+    metrics: object  # lb.metrics.Metrics, or its no-op
+    pins: Pins
+
+
+def init_app(app):
+    """Register the routes and make the app's upstream pool (lb.metrics must be set up first)."""
+    config = app.config
+    upstream = Upstream(config["UPSTREAM_URL"], config["UPSTREAM_CONNECT_TIMEOUT"], config["UPSTREAM_READ_TIMEOUT"],
+                        maxsize=config["THREADS"])
+    clock = config["CLOCK"]
+    app.extensions["lb_proxy"] = Proxy(upstream, lambda: int(clock() * 1000), app.extensions["lb_metrics"], Pins())
+    app.register_blueprint(routes.bp)
