@@ -5,8 +5,8 @@ import os
 from flask import Flask
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from lb import (auth, config, credentials, crypto, database, demo, errors, keys, metrics, pages, proxy, rollups,
-                sessions, store, tables, totp, views)
+from lb import (auth, config, credentials, crypto, database, demo, errors, keys, metrics, pages, proxy, refresh,
+                rollups, sessions, store, tables, totp, views)
 
 log = logging.getLogger(__name__)
 
@@ -30,6 +30,7 @@ def create_app(overrides=None):
     errors.init_app(app)
     crypto.init_app(app)
     database.init_app(app, reshaped=rollups.rebuild)
+    refresh.init_app(app)
     totp.init_app(app)
     auth.init_app(app)
     metrics.init_app(app)  # GET /metrics, when LB_METRICS_TOKEN is set; the faces count through it

@@ -1,4 +1,5 @@
-"""The guards: who is asking, and the one place that answers 401."""
+"""The guards: who is asking (a dashboard session, a bearer token, an API key), and the one place that answers
+401 for the dashboard. The Authorization header is read here alone (bearer_token)."""
 import ipaddress
 from functools import wraps
 
@@ -122,20 +123,41 @@ def password_login_required(view):
     return guarded
 
 
+def bearer_token():
+    """The token of the request's Authorization header: None without the header, "" when it bears no Bearer
+    token (which no key or token matches)."""
+    header = request.headers.get("Authorization")
+    if header is None:
+        return None
+    scheme, _, token = header.partition(" ")
+    return token.strip() if scheme.lower() == "bearer" else ""
+
+
+def token_required(setting):
+    """A guard for the bearer token in the setting named (``INGEST_TOKEN``, ``METRICS_TOKEN``); an unset
+    setting lets nobody in."""
+    def decorate(view):
+        @wraps(view)
+        def guarded(*args, **kwargs):
+            token, expected = bearer_token(), current_app.config[setting]
+            if not (token and expected and crypto.constant_equal(token, expected)):
+                return login_manager.unauthorized()
+            return view(*args, **kwargs)
+
+        return guarded
+
+    return decorate
+
+
 def ingest_required(view):
     """A dashboard session, or the ingest bearer token; an Authorization header alone decides."""
-    session_guarded = login_required(view)
+    session_guarded, token_guarded = login_required(view), token_required("INGEST_TOKEN")(view)
 
     @wraps(view)
     def guarded(*args, **kwargs):
-        header = request.headers.get("Authorization")
-        if header is None:
+        if request.headers.get("Authorization") is None:
             return session_guarded(*args, **kwargs)
-        expected = current_app.config["INGEST_TOKEN"]
-        scheme, _, token = header.partition(" ")
-        if not expected or scheme.lower() != "bearer" or not crypto.constant_equal(token.strip(), expected):
-            return login_manager.unauthorized()
-        return view(*args, **kwargs)
+        return token_guarded(*args, **kwargs)
 
     return guarded
 
@@ -152,10 +174,9 @@ def key_required(view):
 
 def client_key(now):
     """A key that is sent is always checked; without one, only this machine, and only while keys are optional."""
-    header = request.headers.get("Authorization")
-    if header is not None:
-        scheme, _, presented = header.partition(" ")
-        key = keys.authenticate(presented.strip(), now) if scheme.lower() == "bearer" else None
+    presented = bearer_token()
+    if presented is not None:
+        key = keys.authenticate(presented, now)
         if key is None:
             raise ApiError(401, "invalid_api_key", "The API key is not valid: unknown, disabled or expired")
         return key

@@ -226,6 +226,21 @@ def check_writable(app):
         raise Unavailable("The database file or its directory is read-only")
 
 
+def check_health(app):
+    """/healthz: the database answers a read of a real table (a pooled connection answers SELECT 1 without
+    its file) and could take a write; Unavailable (logged) if not."""
+    try:
+        db.execute_sql("SELECT id FROM dashboard_settings WHERE id = 1").fetchone()
+    except DatabaseError:
+        log.exception("health check failed")
+        raise Unavailable from None
+    try:
+        check_writable(app)
+    except Unavailable as exc:
+        log.warning("health check: %s", exc.message)
+        raise
+
+
 # -- the app ------------------------------------------------------------------------------
 
 def prepare_schema(now=None, reshaped=None):

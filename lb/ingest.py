@@ -1,7 +1,7 @@
 """Request-log ingest: the row type, a whole batch validated, then stored in one transaction."""
 from typing import NamedTuple, Optional
 
-from lb import metrics, money, rollups, store
+from lb import money, rollups, store
 from lb.errors import ApiError, invalid
 from lb.fields import get_choice, get_int, get_str, parse_time
 from lb.tables import LOG_STATUSES, Account, ApiKey, db
@@ -96,8 +96,8 @@ def store_batch(rows, check_references=True, instruments=None):
     Every request log goes through here, so the rollups never drift. A
     ``requestId`` already stored, or seen earlier in the batch, is skipped:
     the unique index decides, so concurrent batches cannot both store one.
-    The proxy passes ``check_references=False``: an account deleted mid-stream keeps its log, and
-    its ``instruments`` (lb.metrics), as it may run without an app context; else the app's are used.
+    The proxy passes ``check_references=False``: an account deleted mid-stream keeps its log.
+    ``instruments`` (lb.metrics), when given, count the rows offered and stored.
     """
     prices = store.price_table()
     # The row with its cost in the last place (cheaper than _replace on this hot path), in requestId order:
@@ -111,7 +111,8 @@ def store_batch(rows, check_references=True, instruments=None):
         for start in range(0, len(priced), INSERT_CHUNK):
             stored += map(LogRow._make, store.insert_logs(LogRow._fields, priced[start:start + INSERT_CHUNK]))
         rollups.add_rows(stored)  # same transaction: the rollups never drift from the logs
-    (instruments or metrics.current()).stored(len(rows), stored)
+    if instruments is not None:
+        instruments.stored(len(rows), stored)
     return len(stored), len(rows) - len(stored)
 
 
@@ -125,7 +126,7 @@ def _request_id_order(row):
     return (row[0] is None, row[0] or "")
 
 
-def ingest(data, now):
-    """Validate and store a request body; raise ApiError on a bad batch."""
+def ingest(data, now, instruments=None):
+    """Validate and store a request body; raise ApiError on a bad batch. ``instruments``: see store_batch."""
     rows = validate_batch(data, now)
-    return store_batch(rows) if rows else (0, 0)
+    return store_batch(rows, instruments=instruments) if rows else (0, 0)

@@ -1,10 +1,10 @@
 """Metrics for operators: ``GET /metrics`` in the Prometheus text format, off unless ``LB_METRICS_TOKEN`` is set.
 
 Each app keeps its instruments in a registry of its own (``app.extensions["lb_metrics"]``),
-never prometheus_client's global one. Code that runs without an app context
-gets them handed over: the relay generator through its Ledger (made while the
-request was there), ``ingest.store_batch`` as an argument or from ``current()``,
-which is a no-op where there is no app, or metrics are off. Labels hold only
+never prometheus_client's global one. They are handed to whoever counts: the
+proxy through its ``app.extensions["lb_proxy"]`` (a stream outlives its request
+context), ``ingest.store_batch`` as an argument. ``current()`` is a no-op
+where there is no app, or metrics are off. Labels hold only
 small fixed sets: route family, HTTP status, account or log status, error code.
 """
 import re
@@ -16,8 +16,8 @@ from prometheus_client import (CONTENT_TYPE_PLAIN_0_0_4, CollectorRegistry, Coun
                                disable_created_metrics, generate_latest)
 from prometheus_client.core import GaugeMetricFamily
 
-from lb import crypto
-from lb.errors import ApiError, is_proxy_path
+from lb.auth import token_required
+from lb.errors import is_proxy_path
 from lb.pages import PATHS as PAGE_PATHS
 from lb.tables import ACCOUNT_STATUSES, LOG_STATUSES, Account, db
 
@@ -157,11 +157,8 @@ def current():
     return current_app.extensions.get("lb_metrics", OFF) if has_app_context() else OFF
 
 
+@token_required("METRICS_TOKEN")
 def scrape():
-    token = current_app.config["METRICS_TOKEN"]
-    scheme, _, given = request.headers.get("Authorization", "").partition(" ")
-    if scheme.lower() != "bearer" or not crypto.constant_equal(given.strip(), token):
-        raise ApiError(401, "authentication_required", "Authentication is required")
     output = generate_latest(current_app.extensions["lb_metrics"].registry)
     return Response(output, 200, {"Content-Type": CONTENT_TYPE_PLAIN_0_0_4, "Cache-Control": "no-store"})
 

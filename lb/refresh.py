@@ -36,12 +36,6 @@ TIMEOUT = urllib3.Timeout(connect=10.0, read=10.0, total=20.0)
 PERMANENT_CODES = ("refresh_token_expired", "refresh_token_reused", "refresh_token_invalidated")
 CODE = re.compile(r"[A-Za-z0-9_.-]{1,64}")  # an error code worth repeating; anything else is not echoed
 
-# One pool for the token endpoint. No retries: a POST whose answer was lost may have spent the refresh token.
-_http = urllib3.PoolManager(retries=False)
-# One lock per account id: the threads of this process refresh an account one at a time.
-_locks = {}
-_locks_guard = threading.Lock()
-
 Credentials = namedtuple("Credentials", "access_token chatgpt_account_id")
 
 
@@ -100,9 +94,19 @@ def fresh_credentials(account_id, now, account=None, rejected=None):
     return credentials
 
 
-def _lock(account_id):
-    with _locks_guard:
-        return _locks.setdefault(account_id, threading.Lock())
+class Refresher:
+    """One app's way to the token endpoint (``app.extensions["lb_refresh"]``): its connection pool, and a lock
+    per account id so that the threads of this process refresh an account one at a time."""
+
+    def __init__(self):
+        # No retries: a POST whose answer was lost may have spent the refresh token.
+        self.http = urllib3.PoolManager(retries=False)
+        self._locks = {}
+        self._guard = threading.Lock()
+
+    def lock(self, account_id):
+        with self._guard:
+            return self._locks.setdefault(account_id, threading.Lock())
 
 
 def refresh(account, now):
@@ -113,7 +117,7 @@ def refresh(account, now):
     finds the stored refresh token changed and takes the new tokens. No
     transaction is open during the call to the token endpoint.
     """
-    lock = _lock(account.id)
+    lock = current_app.extensions["lb_refresh"].lock(account.id)
     if not lock.acquire(timeout=WAIT_MS / 1000):
         raise RefreshFailed("refresh_busy", permanent=False)
     try:
@@ -226,7 +230,7 @@ def _call_token_endpoint(refresh_token):
     payload = {"client_id": config["OAUTH_CLIENT_ID"], "grant_type": "refresh_token",
                "refresh_token": refresh_token, "scope": SCOPE}
     try:
-        response = _http.request("POST", config["OAUTH_TOKEN_URL"], body=json.dumps(payload).encode("utf-8"),
+        response = current_app.extensions["lb_refresh"].http.request("POST", config["OAUTH_TOKEN_URL"], body=json.dumps(payload).encode("utf-8"),
                                  headers={"Content-Type": "application/json", "Accept": "application/json"},
                                  timeout=TIMEOUT)
     except urllib3.exceptions.HTTPError as exc:  # connection refused, timeouts, a broken answer
@@ -246,3 +250,7 @@ def _call_token_endpoint(refresh_token):
     if not isinstance(answer, dict):
         raise RefreshFailed("refresh_invalid_answer", permanent=False)
     return answer
+
+
+def init_app(app):
+    app.extensions["lb_refresh"] = Refresher()

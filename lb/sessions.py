@@ -1,4 +1,4 @@
-"""Server-side dashboard sessions, their cookie, and the password."""
+"""Server-side dashboard sessions, their cookie, and the password: set, logged in with, changed, removed."""
 import math
 import secrets
 
@@ -8,8 +8,9 @@ from werkzeug.security import check_password_hash, generate_password_hash
 
 from lb import ratelimit, store
 from lb.clock import now_ms
-from lb.crypto import digest
+from lb.crypto import constant_equal, digest
 from lb.errors import ApiError
+from lb.fields import get_str
 from lb.tables import AuthFailure, DashboardSession, DashboardSettings, TotpSetup, db
 
 COOKIE = "dashboard_session"
@@ -96,6 +97,61 @@ def check_password(password):
     with ratelimit.attempt():
         if not (stored and check_password_hash(stored, password)):
             raise ApiError(401, "invalid_credentials", "Invalid password")
+
+
+# -- what the password endpoints do (each takes the request's JSON body) ----------------------
+
+def set_first_password(data, local, bootstrap_token):
+    """Set the first password and start a session: (token, row). From another machine than this one
+    (``local`` false) only with ``bootstrap_token``; of two concurrent setups one wins, the other is a 409."""
+    if dashboard_settings().password_hash:
+        _already_configured()
+    if not local:
+        token = get_str(data, "bootstrapToken", required=False, max_len=256)
+        if token is None or not constant_equal(token, bootstrap_token):
+            raise ApiError(401, "bootstrap_required",
+                           "Setting the first password from another machine needs the bootstrap token")
+    hashed = hash_password(get_str(data, "password", min_len=8, max_len=256))
+    with db.atomic():
+        if store.lock_settings().password_hash:  # checked again under the write lock
+            _already_configured()
+        save_settings(password_hash=hashed)
+        return start_session()
+
+
+def _already_configured():
+    raise ApiError(409, "password_already_configured", "A dashboard password is already configured")
+
+
+def log_in(data, current):
+    """Check the password (rate limited) and replace the ``current`` session, if any: (token, row)."""
+    require_password()
+    ratelimit.check_rate_limit()
+    check_password(get_str(data, "password"))
+    with db.atomic():
+        end_session(current)  # a login always issues a new token
+        return start_session()
+
+
+def change_password(data, current):
+    """Replace the password after checking the current one; every session but ``current`` ends."""
+    require_password()
+    ratelimit.check_rate_limit()
+    password = get_str(data, "currentPassword")
+    new = get_str(data, "newPassword", min_len=8, max_len=256)
+    check_password(password)
+    hashed = hash_password(new)
+    with db.atomic():
+        save_settings(password_hash=hashed)
+        end_other_sessions(current)
+
+
+def remove_password(data):
+    """Remove the password (and TOTP, and every session) after checking it."""
+    require_password()
+    ratelimit.check_rate_limit()
+    check_password(get_str(data, "password"))
+    reset_dashboard_auth()
 
 
 def reset_dashboard_auth():

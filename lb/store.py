@@ -6,18 +6,12 @@ are written by hand: building them with the query builder costs more than
 running them.
 """
 import functools
-import logging
 from collections import namedtuple
 from decimal import Decimal
 from typing import NamedTuple
 
-from peewee import DatabaseError
-
 from lb.clock import HOUR_MS
-from lb.errors import Unavailable
 from lb.tables import ACCOUNT_STATUSES, FAILED_STATUSES, DashboardSession, DashboardSettings, db
-
-log = logging.getLogger(__name__)
 
 
 def lock_settings():
@@ -58,15 +52,6 @@ def _execute(sql, params=()):
 def settings():
     """The dashboard's single settings row."""
     return list(DashboardSettings.raw("SELECT * FROM dashboard_settings WHERE id = 1"))[0]
-
-
-def ping():
-    """Read a real table (a pooled connection answers SELECT 1 without its file); Unavailable if down."""
-    try:
-        _execute("SELECT id FROM dashboard_settings WHERE id = 1").fetchone()
-    except DatabaseError:
-        log.exception("health check failed")
-        raise Unavailable from None
 
 
 def live_session(token_hash, now):

@@ -11,7 +11,8 @@ from lb.clock import now_ms
 from lb.config import ConfigError
 from lb.errors import ApiError
 from lb.crypto import constant_equal, digest
-from lb.sessions import dashboard_settings, save_settings
+from lb.fields import get_str
+from lb.sessions import dashboard_settings, end_session, require_password, save_settings, start_session
 from lb.tables import DashboardSession, DashboardSettings, TotpSetup, db
 
 ISSUER = "Codex-LB"
@@ -110,6 +111,46 @@ def confirm_setup(setup_token, code, row):
         DashboardSession.update(totp_verified=False).where(DashboardSession.token_hash != row.token_hash).execute()
         DashboardSession.update(totp_verified=True).where(DashboardSession.token_hash == row.token_hash).execute()
     return DashboardSession.get_by_id(row.token_hash)
+
+
+# -- what the TOTP endpoints do ----------------------------------------------------------------
+
+def begin_setup(row):
+    """POST /totp/setup/start for session ``row``: a fresh secret to confirm."""
+    require_password()
+    refuse_if_totp()
+    return start_totp_setup(row)
+
+
+def confirm(data, row):
+    """POST /totp/setup/confirm: TOTP is on once the body's code proves its setup; ``row``, now verified."""
+    require_password()
+    refuse_if_totp()
+    ratelimit.check_rate_limit()
+    setup_token = get_str(data, "setupToken", max_len=1024)
+    code = get_str(data, "code", max_len=64)
+    return confirm_setup(setup_token, code, row)
+
+
+def verify(data, row):
+    """POST /totp/verify: the second factor of session ``row``; a new session replaces it: (token, row)."""
+    require_password()
+    require_totp()
+    ratelimit.check_rate_limit()
+    accept_code(get_str(data, "code", max_len=64))
+    with db.atomic():
+        # A new token once the second factor is proven; the expiry stays.
+        end_session(row)
+        return start_session(totp_verified=True, expires_at=row.expires_at)
+
+
+def disable(data):
+    """POST /totp/disable: TOTP off, once the body's code is right."""
+    require_password()
+    require_totp()
+    ratelimit.check_rate_limit()
+    accept_code(get_str(data, "code", max_len=64))
+    save_settings(totp_secret=None, totp_last_step=0)
 
 
 def init_app(app):

@@ -1,7 +1,8 @@
 """The dashboard's JSON API: thin views that parse, make one domain call and answer JSON.
 
-This module holds dashboard auth, the overview, request logs, usage, settings,
-/healthz and /api/openapi.json; /api/accounts and /api/api-keys have a module each.
+A blueprint per URL family: dashboard auth, accounts, API keys, the overview
+and models, request logs, usage, settings, and the health and description
+routes. No query and no rule in here: those live in the domain modules.
 """
 import functools
 import json
@@ -9,15 +10,16 @@ from importlib import resources
 
 from flask import Blueprint, Response, current_app, jsonify, request
 
-from lb import (account_views, auth, crypto, database, ingest, key_views, overview, ratelimit, request_logs, sessions, store,
-                totp, usage)
+from lb import (accounts, auth, credentials, database, ingest, keys, metrics, overview, request_logs, sessions,
+                settings, store, totp, usage)
 from lb.auth import ingest_required, login_required, password_login_required
 from lb.clock import now_ms
-from lb.errors import ApiError, Unavailable, body, invalid, takes_json
-from lb.fields import get_choice, get_str, get_time
-from lb.tables import db
+from lb.errors import body, takes_json
+from lb.fields import get_choice, get_time
 
 auth_bp = Blueprint("dashboard_auth", __name__, url_prefix="/api/dashboard-auth")
+accounts_bp = Blueprint("accounts", __name__, url_prefix="/api/accounts")
+keys_bp = Blueprint("api_keys", __name__, url_prefix="/api/api-keys")
 dashboard_bp = Blueprint("dashboard", __name__, url_prefix="/api")
 logs_bp = Blueprint("request_logs", __name__, url_prefix="/api/request-logs")
 usage_bp = Blueprint("usage", __name__, url_prefix="/api/usage")
@@ -26,9 +28,19 @@ health_bp = Blueprint("health", __name__)
 OK = {"status": "ok"}
 
 
-def with_session(payload, token, row):
-    """Answer ``payload`` and hand the client the session cookie."""
+def with_session(payload, started):
+    """Answer ``payload`` and hand the client the cookie of the session ``started``: (token, row)."""
+    token, row = started
     return sessions.set_cookie(jsonify(payload), token, row.expires_at)
+
+
+def signed_in(started):
+    """The session state of a session just ``started``, with its cookie."""
+    return with_session(auth.state(started[1]), started)
+
+
+def billing_cycle_day():
+    return current_app.config["BILLING_CYCLE_DAY"]
 
 
 # -- dashboard authentication: password ------------------------------------------
@@ -41,51 +53,21 @@ def session_state():
 @auth_bp.post("/password/setup")
 @takes_json
 def password_setup():
-    data = body()
-    if sessions.dashboard_settings().password_hash:
-        raise ApiError(409, "password_already_configured", "A dashboard password is already configured")
-    if not auth.is_local_client():
-        token = get_str(data, "bootstrapToken", required=False, max_len=256)
-        if token is None or not crypto.constant_equal(token, current_app.config["BOOTSTRAP_TOKEN"]):
-            raise ApiError(401, "bootstrap_required",
-                           "Setting the first password from another machine needs the bootstrap token")
-    password = get_str(data, "password", min_len=8, max_len=256)
-    hashed = sessions.hash_password(password)
-    with db.atomic():
-        # Checked again under the write lock: of two concurrent setups one wins.
-        if store.lock_settings().password_hash:
-            raise ApiError(409, "password_already_configured", "A dashboard password is already configured")
-        sessions.save_settings(password_hash=hashed)
-        token, row = sessions.start_session()
-    return with_session(auth.state(row), token, row)
+    return signed_in(sessions.set_first_password(body(), auth.is_local_client(),
+                                                 current_app.config["BOOTSTRAP_TOKEN"]))
 
 
 @auth_bp.post("/password/login")
 @takes_json
 def password_login():
-    sessions.require_password()
-    ratelimit.check_rate_limit()
-    sessions.check_password(get_str(body(), "password"))
-    with db.atomic():
-        sessions.end_session(auth.current_session())  # a login always issues a new token
-        token, row = sessions.start_session()
-    return with_session(auth.state(row), token, row)
+    return signed_in(sessions.log_in(body(), auth.current_session()))
 
 
 @auth_bp.post("/password/change")
 @takes_json
 @login_required
 def password_change():
-    sessions.require_password()
-    ratelimit.check_rate_limit()
-    data = body()
-    current = get_str(data, "currentPassword")
-    new = get_str(data, "newPassword", min_len=8, max_len=256)
-    sessions.check_password(current)
-    hashed = sessions.hash_password(new)
-    with db.atomic():
-        sessions.save_settings(password_hash=hashed)
-        sessions.end_other_sessions(auth.current_session())
+    sessions.change_password(body(), auth.current_session())
     return jsonify(OK)
 
 
@@ -93,10 +75,7 @@ def password_change():
 @takes_json
 @login_required
 def password_remove():
-    sessions.require_password()
-    ratelimit.check_rate_limit()
-    sessions.check_password(get_str(body(), "password"))
-    sessions.reset_dashboard_auth()
+    sessions.remove_password(body())
     return sessions.clear_cookie(jsonify(OK))
 
 
@@ -111,64 +90,146 @@ def logout():
 @auth_bp.post("/totp/setup/start")
 @login_required
 def totp_setup_start():
-    sessions.require_password()
-    totp.refuse_if_totp()
-    return jsonify(totp.start_totp_setup(auth.current_session()))
+    return jsonify(totp.begin_setup(auth.current_session()))
 
 
 @auth_bp.post("/totp/setup/confirm")
 @takes_json
 @login_required
 def totp_setup_confirm():
-    sessions.require_password()
-    totp.refuse_if_totp()
-    ratelimit.check_rate_limit()
-    data = body()
-    setup_token = get_str(data, "setupToken", max_len=1024)
-    code = get_str(data, "code", max_len=64)
-    return jsonify(auth.state(totp.confirm_setup(setup_token, code, auth.current_session())))
+    return jsonify(auth.state(totp.confirm(body(), auth.current_session())))
 
 
 @auth_bp.post("/totp/verify")
 @takes_json
 @password_login_required
 def totp_verify():
-    sessions.require_password()
-    totp.require_totp()
-    ratelimit.check_rate_limit()
-    totp.accept_code(get_str(body(), "code", max_len=64))
-    old = auth.current_session()
-    with db.atomic():
-        # A new token once the second factor is proven; the expiry stays.
-        sessions.end_session(old)
-        token, row = sessions.start_session(totp_verified=True, expires_at=old.expires_at)
-    return with_session(auth.state(row), token, row)
+    return signed_in(totp.verify(body(), auth.current_session()))
 
 
 @auth_bp.post("/totp/disable")
 @takes_json
 @login_required
 def totp_disable():
-    sessions.require_password()
-    totp.require_totp()
-    ratelimit.check_rate_limit()
-    totp.accept_code(get_str(body(), "code", max_len=64))
-    sessions.save_settings(totp_secret=None, totp_last_step=0)
+    totp.disable(body())
     return jsonify(OK)
 
 
-# -- overview and models ---------------------------------------------------------
+# -- accounts --------------------------------------------------------------------
+
+@accounts_bp.get("")
+@login_required
+def list_accounts():
+    return jsonify(accounts=accounts.all_accounts())
+
+
+@accounts_bp.post("")
+@takes_json
+@login_required
+def create_account():
+    return jsonify(accounts.as_json(accounts.create(body(), now_ms()))), 201
+
+
+@accounts_bp.post("/import")
+@takes_json
+@login_required
+def import_account():
+    account, created = credentials.import_auth_json(body(), now_ms())
+    return jsonify(accounts.as_json(account)), 201 if created else 200
+
+
+@accounts_bp.get("/<account_id>")
+@login_required
+def get_account(account_id):
+    return jsonify(accounts.as_json(accounts.find(account_id)))
+
+
+@accounts_bp.patch("/<account_id>")
+@takes_json
+@login_required
+def patch_account(account_id):
+    return jsonify(accounts.as_json(accounts.update(account_id, body(), now_ms())))
+
+
+@accounts_bp.delete("/<account_id>")
+@login_required
+def delete_account(account_id):
+    accounts.delete(account_id)
+    return "", 204
+
+
+# -- API keys --------------------------------------------------------------------
+
+def key_json(key, plaintext=None):
+    """The key object (with the key itself, ``plaintext``, only when it was just made)."""
+    payload = keys.as_json(key, now_ms(), billing_cycle_day())
+    return payload if plaintext is None else {**payload, "key": plaintext}
+
+
+@keys_bp.get("")
+@login_required
+def list_keys():
+    return jsonify(apiKeys=keys.all_keys(now_ms(), billing_cycle_day()))
+
+
+@keys_bp.post("")
+@takes_json
+@login_required
+def create_key():
+    return jsonify(key_json(*keys.create(body(), now_ms()))), 201
+
+
+@keys_bp.get("/<key_id>")
+@login_required
+def get_key(key_id):
+    return jsonify(key_json(keys.find(key_id)))
+
+
+@keys_bp.patch("/<key_id>")
+@takes_json
+@login_required
+def patch_key(key_id):
+    return jsonify(key_json(keys.update(key_id, body(), now_ms())))
+
+
+@keys_bp.post("/<key_id>/regenerate")
+@login_required
+def regenerate_key(key_id):
+    return jsonify(key_json(*keys.regenerate(key_id)))
+
+
+@keys_bp.delete("/<key_id>")
+@login_required
+def delete_key(key_id):
+    keys.delete(key_id)
+    return "", 204
+
+
+# -- overview, models, settings --------------------------------------------------
 
 @dashboard_bp.get("/dashboard/overview")
 @login_required
 def dashboard_overview():
-    return jsonify(overview.overview(now_ms(), current_app.config["BILLING_CYCLE_DAY"]))
+    return jsonify(overview.overview(now_ms(), billing_cycle_day()))
 
 
 @dashboard_bp.get("/models")
 @login_required
 def models():
-    return jsonify(models=[{"id": mid, "name": name} for mid, name, _ in store.enabled_models()])
+    return jsonify(models=[{"id": entry.id, "name": entry.name} for entry in store.enabled_models()])
+
+
+@dashboard_bp.get("/settings")
+@login_required
+def get_settings():
+    return jsonify(settings.as_json())
+
+
+@dashboard_bp.patch("/settings")
+@takes_json
+@login_required
+def patch_settings():
+    return jsonify(settings.update(body()))
 
 
 # -- request logs and usage ------------------------------------------------------
@@ -177,7 +238,7 @@ def models():
 @takes_json
 @ingest_required
 def ingest_logs():
-    accepted, duplicates = ingest.ingest(body(), now_ms())
+    accepted, duplicates = ingest.ingest(body(), now_ms(), metrics.current())
     return jsonify(accepted=accepted, duplicates=duplicates), 201
 
 
@@ -191,52 +252,18 @@ def list_logs():
 @usage_bp.get("")
 @login_required
 def usage_breakdown():
-    start, end = overview.billing_period(now_ms(), current_app.config["BILLING_CYCLE_DAY"])
+    start, end = overview.billing_period(now_ms(), billing_cycle_day())
     since = get_time(request.args, "since", default=start)
     until = get_time(request.args, "until", default=end)
     group_by = get_choice(request.args, "groupBy", usage.GROUPS, default="day")
     return jsonify(usage.breakdown(since, until, group_by))
 
 
-# -- settings --------------------------------------------------------------------
-
-SETTINGS = {"apiKeyRequired": "api_key_required", "stickySessions": "sticky_sessions"}
-
-
-def settings_json():
-    row = store.settings()
-    return {name: getattr(row, column) for name, column in SETTINGS.items()}
-
-
-@dashboard_bp.get("/settings")
-@login_required
-def get_settings():
-    return jsonify(settings_json())
-
-
-@dashboard_bp.patch("/settings")
-@takes_json
-@login_required
-def patch_settings():
-    data, changes = body(), {}
-    for name, column in SETTINGS.items():
-        if name in data:
-            if not isinstance(data[name], bool):
-                raise invalid(name, "must be true or false")
-            changes[column] = data[name]
-    if changes:
-        sessions.save_settings(**changes)
-    return jsonify(settings_json())
-
+# -- health and the description ----------------------------------------------------
 
 @health_bp.get("/healthz")
 def healthz():
-    store.ping()
-    try:
-        database.check_writable(current_app)
-    except Unavailable as exc:
-        current_app.logger.warning("health check: %s", exc.message)
-        raise
+    database.check_health(current_app)
     return jsonify(OK)
 
 
@@ -256,5 +283,5 @@ def load_openapi():
 
 def init_app(app):
     app.extensions["lb_openapi"] = load_openapi()
-    for blueprint in (auth_bp, dashboard_bp, logs_bp, usage_bp, health_bp, account_views.bp, key_views.bp):
+    for blueprint in (auth_bp, accounts_bp, keys_bp, dashboard_bp, logs_bp, usage_bp, health_bp):
         app.register_blueprint(blueprint)

@@ -1,4 +1,4 @@
-"""lb.keys and lb.key_views: the API keys of /api/api-keys, lb.keys.authenticate and `flask create-api-key`.
+"""lb.keys and its views (lb.views): the API keys of /api/api-keys, lb.keys.authenticate and `flask create-api-key`.
 
 A key is "sk-clb-" and 43 URL-safe characters, shown once (in the create and
 regenerate answers); the service keeps its SHA-256 and its first 15 characters.
