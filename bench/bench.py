@@ -15,15 +15,15 @@ import json
 import multiprocessing
 import os
 import random
-import socket
 import sqlite3
 import statistics
-import subprocess
 import sys
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
+sys.path.insert(0, os.path.join(ROOT, "tests"))
+from helpers.servers import Server, free_port  # noqa: E402  (the server runner the tests use too)
 
 PASSWORD = "benchmark password"
 INGEST_TOKEN = "bench-ingest-token"
@@ -72,29 +72,10 @@ def build(data_dir, size, seed=1):
 
 # -- the server ---------------------------------------------------------------
 
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def start_server(data_dir, port, log_path=None, **settings):
-    """``app.py --waitress`` on ``port``, its log to ``log_path``; ``settings`` are more LB_* variables."""
-    env = dict(os.environ, LB_DATA_DIR=data_dir, LB_PORT=str(port), LB_INGEST_TOKEN=INGEST_TOKEN)
-    env.update({f"LB_{name}": str(value) for name, value in settings.items()})
-    with open(log_path or os.devnull, "ab") as log:
-        proc = subprocess.Popen([sys.executable, os.path.join(ROOT, "app.py"), "--waitress"], env=env,
-                                stdout=subprocess.DEVNULL, stderr=log)
-    deadline = time.time() + 30
-    while time.time() < deadline:
-        try:
-            with Client(port) as client:
-                if client.call("GET", "/healthz")[0].status == 200:
-                    return proc
-        except OSError:
-            time.sleep(0.1)
-    proc.kill()
-    raise RuntimeError("the server did not start")
+def start_server(data_dir, port, log_path=None, argv=None, **settings):
+    """``app.py --waitress`` (or ``argv``) on ``port``, its log to ``log_path``, through the tests' runner;
+    ``settings`` are more LB_* variables. Its process (a Popen)."""
+    return Server(data_dir, port, log_path or os.devnull, argv, INGEST_TOKEN=INGEST_TOKEN, **settings).start().proc
 
 
 def rss_mb(pid):

@@ -84,17 +84,8 @@ def serve_profiled(out):
 
 def start_profiled(data_dir, port, log_path, out, **settings):
     """bench.start_server, with the profiling wrapper in front of app.py."""
-    env = dict(os.environ, LB_DATA_DIR=data_dir, LB_PORT=str(port), **{f"LB_{k}": str(v) for k, v in settings.items()})
-    with open(log_path, "ab") as log:
-        proc = subprocess.Popen([sys.executable, __file__, "--profiled-server", out], env=env,
-                                stdout=subprocess.DEVNULL, stderr=log)
-    for _ in range(300):
-        with contextlib.suppress(OSError), bench.Client(port) as client:
-            if client.call("GET", "/healthz")[0].status == 200:
-                return proc
-        time.sleep(0.1)
-    proc.kill()
-    raise RuntimeError("the profiled server did not start")
+    return bench.start_server(data_dir, port, log_path, [sys.executable, __file__, "--profiled-server", out],
+                              **settings)
 
 
 @contextlib.contextmanager

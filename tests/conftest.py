@@ -14,7 +14,9 @@ import pytest
 
 from fixtureapps.token_server import TokenServer
 from fixtureapps.upstream import FakeUpstream
-from helpers import BOOTSTRAP, INGEST, POSTGRES_URL, ROOT, Clock, Server, empty_postgres, pool_account, setup_password
+from helpers.data import BOOTSTRAP, INGEST, POSTGRES_URL, ROOT, Clock, empty_postgres, pool_account
+from helpers.http import setup_password
+from helpers.servers import app_server
 from lb import create_app, keys, tables
 
 
@@ -98,7 +100,7 @@ def server(tmp_path):
     """The real server (waitress, its own process) on this test's data dir or PostgreSQL database."""
     if POSTGRES_URL:
         empty_postgres()
-    srv = Server(tmp_path / "data").start()
+    srv = app_server(tmp_path / "data").start()
     yield srv
     srv.stop()
 
@@ -127,7 +129,7 @@ def proxied(make_app, tmp_path, upstream, token_server):
     pool_account(app, time.time, "a")
     with app.app_context(), tables.db.connection_context():
         _, key = keys.create({"name": "client"}, int(time.time() * 1000))
-    server = Server(tmp_path / "data", UPSTREAM_URL=upstream.url, OAUTH_TOKEN_URL=token_server.url, THREADS=40)
+    server = app_server(tmp_path / "data", UPSTREAM_URL=upstream.url, OAUTH_TOKEN_URL=token_server.url, THREADS=40)
     server.start()
     yield server, key, app
     server.stop()

@@ -3,9 +3,10 @@ from urllib.parse import quote
 
 import pytest
 
-from helpers import (
-    AUTH_REQUIRED, NOW_MS, REMOTE, TOTP_REQUIRED, create_account, enable_totp, error, ingest, login, message, ok,
-    overview, pool_account, post, row, setup_password,
+from helpers.data import NOW_MS, pool_account, row
+from helpers.http import (
+    AUTH_REQUIRED, REMOTE, TOTP_REQUIRED, create_account, enable_totp, error, ingest, login, message, ok, overview,
+    post, setup_password
 )
 from lb import accounts
 from lb.tables import Account, db

@@ -22,8 +22,9 @@ from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 import pytest
 
 import app as entry
-from helpers import (AUTH, AUTH_REQUIRED, BEARER, BOOTSTRAP, INGEST, PASSWORD, POSTGRES_URL, ROOT, Server, call,
-                     call_with_cookie, change, empty_postgres, error, free_port, login, setup_password, wait_for)
+from helpers.data import BOOTSTRAP, INGEST, PASSWORD, POSTGRES_URL, ROOT, empty_postgres
+from helpers.http import AUTH, AUTH_REQUIRED, BEARER, change, error, login, setup_password
+from helpers.servers import app_server, call, call_with_cookie, free_port, wait_for
 
 
 
@@ -292,7 +293,7 @@ def test_a_chunked_body_over_the_limit_is_refused_as_it_arrives(tmp_path):
     # waitress holds every path to the larger limit, here the dashboard's.
     if POSTGRES_URL:
         empty_postgres()
-    server = Server(tmp_path / "data", PROXY_MAX_BODY_BYTES=LIMIT).start()
+    server = app_server(tmp_path / "data", PROXY_MAX_BODY_BYTES=LIMIT).start()
     try:
         data = post_head("Transfer-Encoding: chunked") + b"%x\r\n" % (LIMIT + 1) + b"x" * (LIMIT + 1)
         status, head, body = raw_exchange(server.port, data)
@@ -323,8 +324,8 @@ def pair(tmp_path):
     """Two servers on one database: the same PostgreSQL database, or the same SQLite file."""
     if POSTGRES_URL:
         empty_postgres()
-    first = Server(tmp_path / "data").start()
-    second = Server(tmp_path / "data")
+    first = app_server(tmp_path / "data").start()
+    second = app_server(tmp_path / "data")
     try:
         yield first, second.start()
     finally:

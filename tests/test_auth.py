@@ -8,9 +8,10 @@ checks its endpoints are guarded; the ingest token is in test_ingest.py.
 """
 import pytest
 
-from helpers import (
-    AUTH, AUTH_REQUIRED, DASHBOARD, NEW_PASSWORD, NO_PASSWORD, PASSWORD, REMOTE, TOTP_REQUIRED, denied,
-    enable_totp, error, login, ok, post, setup_password, state, token, with_cookie,
+from helpers.data import NEW_PASSWORD, PASSWORD
+from helpers.http import (
+    AUTH, AUTH_REQUIRED, DASHBOARD, NO_PASSWORD, REMOTE, TOTP_REQUIRED, denied, enable_totp, error, login, ok,
+    post, setup_password, state, token, with_cookie
 )
 
 DASHBOARD_KEY = {"/api/dashboard/overview": "accountCounts", "/api/models": "models"}

@@ -9,7 +9,8 @@ import openai
 import pytest
 
 from fixtureapps.upstream import Fail, Stream
-from helpers import CODEX, CODEX_BODY, logs, sse
+from helpers.data import logs
+from helpers.http import CODEX, CODEX_BODY, sse
 
 
 def sdk(server, key):

@@ -14,7 +14,7 @@ import time
 import pytest
 
 from fixtureapps.upstream import Fail, Stream
-from helpers import ROOT, logs, pool_account, row
+from helpers.data import ROOT, logs, pool_account, row
 from lb import tables
 
 CONFIG = """\

@@ -17,7 +17,9 @@ import sys
 import click
 import pytest
 
-from helpers import PASSWORD, REMOTE, ROOT, error, free_port, post, setup_password
+from helpers.data import PASSWORD, ROOT
+from helpers.http import REMOTE, error, post, setup_password
+from helpers.servers import free_port
 from lb import config, create_app, tables
 
 

@@ -18,33 +18,11 @@ import stat
 
 import pytest
 from fixtureapps.token_server import Answer
-from helpers import (
-    ACCESS_1,
-    ACCESS_2,
-    ACCOUNTS,
-    ID_1,
-    ID_2,
-    IMPORT,
-    NOW,
-    REFRESH_1,
-    REFRESH_2,
-    REMOTE,
-    auth_json,
-    b64,
-    create_account,
-    error,
-    fresh,
-    id_token,
-    imported,
-    listed,
-    message,
-    new_tokens,
-    ok,
-    post,
-    refresh_fails,
-    row,
-    stored_tokens,
+from helpers.data import (
+    ACCESS_1, ACCESS_2, ID_1, ID_2, NOW, REFRESH_1, REFRESH_2, auth_json, b64, fresh, id_token, new_tokens,
+    refresh_fails, row, stored_tokens
 )
+from helpers.http import ACCOUNTS, IMPORT, REMOTE, create_account, error, imported, listed, message, ok, post
 
 from lb import crypto
 

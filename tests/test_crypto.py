@@ -14,7 +14,8 @@ import pyotp
 import pytest
 from cryptography.fernet import Fernet
 
-from helpers import AUTH, PASSWORD, enable_totp, login, ok, post, setup_password
+from helpers.data import PASSWORD
+from helpers.http import AUTH, enable_totp, login, ok, post, setup_password
 from lb import crypto, tables
 from lb.config import ConfigError
 from lb.totp import STEP

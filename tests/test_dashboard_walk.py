@@ -17,7 +17,8 @@ import pytest
 from playwright.sync_api import expect
 
 from fixtureapps.upstream import Stream
-from helpers import INGEST, PASSWORD, ROOT, Server, auth_json, id_token, jwt
+from helpers.data import INGEST, PASSWORD, ROOT, auth_json, id_token, jwt
+from helpers.servers import app_server
 
 pytestmark = pytest.mark.browser
 
@@ -28,7 +29,7 @@ SCREENS = {"Overview": "overview", "Accounts": "accounts", "Request logs": "logs
 
 @pytest.fixture
 def served(tmp_path, upstream, token_server):
-    server = Server(tmp_path / "data", UPSTREAM_URL=upstream.url, OAUTH_TOKEN_URL=token_server.url, THREADS=16)
+    server = app_server(tmp_path / "data", UPSTREAM_URL=upstream.url, OAUTH_TOKEN_URL=token_server.url, THREADS=16)
     server.start()
     yield server
     server.stop()

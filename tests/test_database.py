@@ -17,7 +17,8 @@ from contextlib import closing
 
 import pytest
 
-from helpers import ROOT, Server, call, free_port
+from helpers.data import ROOT
+from helpers.servers import app_server, call, free_port
 from lb import database, tables
 
 pytestmark = pytest.mark.sqlite_only
@@ -79,7 +80,7 @@ def healthz(port):
 
 def test_healthz_is_unavailable_while_the_database_or_its_dir_is_read_only(tmp_path):
     data = tmp_path / "data"
-    server = Server(data)
+    server = app_server(data)
     read_only = (503, {"error": {"code": "service_unavailable",
                                  "message": "The database file or its directory is read-only"}})
     try:

@@ -11,7 +11,7 @@ from fractions import Fraction
 import pytest
 from peewee import fn
 
-from helpers import BEARER, create_account, ingest, overview
+from helpers.http import BEARER, create_account, ingest, overview
 from lb.tables import SEED_CATALOG, Account, RequestLog, db
 
 # USD per million tokens (input, cached input, output): micro-USD per token.

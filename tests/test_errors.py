@@ -11,7 +11,8 @@ import logging
 
 import pytest
 
-from helpers import BEARER, INGEST, LISTED_MODELS, PASSWORD, REMOTE, error, ingest, login, token
+from helpers.data import INGEST, PASSWORD
+from helpers.http import BEARER, LISTED_MODELS, REMOTE, error, ingest, login, token
 
 SETUP = "/api/dashboard-auth/password/setup"
 LOGIN = "/api/dashboard-auth/password/login"

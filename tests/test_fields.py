@@ -5,7 +5,8 @@ checks themselves: get_str, get_int and get_choice raise lb.errors.ApiError.
 """
 import pytest
 
-from helpers import AUTH, PASSWORD, error, message, post, setup_password
+from helpers.data import PASSWORD
+from helpers.http import AUTH, error, message, post, setup_password
 from lb.errors import ApiError
 from lb.fields import get_choice, get_int, get_str
 

@@ -41,10 +41,9 @@ from schemathesis.specs.openapi.checks import (
 
 from fixtureapps.token_server import TokenServer
 from fixtureapps.upstream import FakeUpstream
-from helpers import (
-    COOKIE, INGEST, LISTED_MODELS, POSTGRES_URL, ROOT, Server, auth_json, call, call_with_cookie, empty_postgres,
-    id_token, jwt,
-)
+from helpers.data import INGEST, POSTGRES_URL, ROOT, auth_json, empty_postgres, id_token, jwt
+from helpers.http import COOKIE, LISTED_MODELS
+from helpers.servers import app_server, call, call_with_cookie
 from lb import create_app, sessions, tables
 
 EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "50"))
@@ -85,7 +84,7 @@ def target(tmp_path_factory):
         empty_postgres()
     data_dir = tmp_path_factory.mktemp("fuzz") / "data"
     upstream, token_server = FakeUpstream().start(), TokenServer().start()
-    server = Server(data_dir, UPSTREAM_URL=upstream.url, OAUTH_TOKEN_URL=token_server.url, METRICS_TOKEN=METRICS,
+    server = app_server(data_dir, UPSTREAM_URL=upstream.url, OAUTH_TOKEN_URL=token_server.url, METRICS_TOKEN=METRICS,
                     UPSTREAM_READ_TIMEOUT=5, THREADS=8)
     server.start()
     try:

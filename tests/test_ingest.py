@@ -1,9 +1,10 @@
 """lb.ingest: POST /api/request-logs, validation, duplicates, cost, and who may ingest (contract section 5)."""
 import pytest
 
-from helpers import (
-    AUTH_REQUIRED, BEARER, INGEST, LOGS, REMOTE, create_account, error, ingest, message, ok, overview, post, send_logs,
-    setup_password,
+from helpers.data import INGEST
+from helpers.http import (
+    AUTH_REQUIRED, BEARER, LOGS, REMOTE, create_account, error, ingest, message, ok, overview, post, send_logs,
+    setup_password
 )
 
 

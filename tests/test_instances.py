@@ -13,8 +13,9 @@ import pytest
 
 from fixtureapps.token_server import Answer
 from fixtureapps.upstream import Fail
-from helpers import (AUTH, CODEX, CODEX_BODY, PASSWORD, REFRESH_1, Server, call, call_with_cookie, jwt, pool_account,
-                     row, sse, stored_tokens, write)
+from helpers.data import PASSWORD, REFRESH_1, jwt, pool_account, row, stored_tokens, write
+from helpers.http import AUTH, CODEX, CODEX_BODY, sse
+from helpers.servers import Server, app_server, call, call_with_cookie
 from lb import crypto
 
 # Runs app.py with lb.refresh._pause announcing itself: a line in the file named first, each time the
@@ -41,7 +42,7 @@ def instances(make_app, tmp_path, upstream, token_server):
     the pool and look at the rows; ``start()`` then starts the two servers and returns them. With
     ``watched``, the second one announces in ``<its data dir's parent>/lease-waits`` each wait on a lease."""
     app = make_app(CLOCK=time.time)
-    servers = [Server(tmp_path / "data", UPSTREAM_URL=upstream.url, OAUTH_TOKEN_URL=token_server.url, THREADS=8)
+    servers = [app_server(tmp_path / "data", UPSTREAM_URL=upstream.url, OAUTH_TOKEN_URL=token_server.url, THREADS=8)
                for _ in range(2)]
 
     def start(watched=False):

@@ -12,8 +12,8 @@ from urllib.parse import quote
 
 import pytest
 
-from helpers import (
-    AUTH_REQUIRED, LOGS, REMOTE, TOTP_REQUIRED, enable_totp, error, ingest, login, message, ok, post, send_logs,
+from helpers.http import (
+    AUTH_REQUIRED, LOGS, REMOTE, TOTP_REQUIRED, enable_totp, error, ingest, login, message, ok, post, send_logs
 )
 from lb import keys, tables
 

@@ -5,7 +5,8 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from fixtureapps.upstream import Fail, Stream
-from helpers import AUTH_REQUIRED, BEARER, V1, ask, ingest, pool_account
+from helpers.data import pool_account
+from helpers.http import AUTH_REQUIRED, BEARER, V1, ask, ingest
 from lb import metrics
 from lb.proxy import relay
 

@@ -11,9 +11,8 @@ import re
 
 import pytest
 
-from helpers import (
-    AUTH, AUTH_REQUIRED, BEARER, LOGS, NOW_MS, create_account, enable_totp, imported, ingest, ok, post, write,
-)
+from helpers.data import NOW_MS, write
+from helpers.http import AUTH, AUTH_REQUIRED, BEARER, LOGS, create_account, enable_totp, imported, ingest, ok, post
 
 SPEC_FILE = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "lb", "openapi.json")
 METHODS = {"get", "put", "post", "delete", "options", "head", "patch", "trace"}

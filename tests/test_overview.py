@@ -10,7 +10,7 @@ from datetime import datetime, timezone
 
 import pytest
 
-from helpers import OVERVIEW, create_account, error, ingest, login, overview, setup_password
+from helpers.http import OVERVIEW, create_account, error, ingest, login, overview, setup_password
 
 
 def at(text):

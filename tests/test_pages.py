@@ -15,7 +15,8 @@ import pytest
 from flask import render_template_string
 from peewee import OperationalError
 
-from helpers import REMOTE, ROOT, error, setup_password
+from helpers.data import ROOT
+from helpers.http import REMOTE, error, setup_password
 from lb import pages, tables
 
 PAGES = ["/", "/accounts", "/logs", "/usage", "/keys", "/settings"]

@@ -13,10 +13,11 @@ from concurrent.futures import ThreadPoolExecutor
 import pyotp
 import pytest
 
-from helpers import (
-    AUTH, PASSWORD, REMOTE, SIGNED_IN, assert_limited, call, call_with_cookie, change, error, login, ok, post, remove,
-    setup_password, state,
+from helpers.data import PASSWORD
+from helpers.http import (
+    AUTH, REMOTE, SIGNED_IN, assert_limited, change, error, login, ok, post, remove, setup_password, state
 )
+from helpers.servers import call, call_with_cookie
 
 
 WRONG_ATTEMPTS = {

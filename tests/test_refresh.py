@@ -14,34 +14,12 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 import urllib3
 from fixtureapps.token_server import Answer
-from helpers import (
-    ACCESS_1,
-    ACCESS_2,
-    ACCOUNTS,
-    DAY_S,
-    ID_1,
-    ID_2,
-    NOW,
-    NOW_MS,
-    REFRESH_1,
-    REFRESH_2,
-    access_token,
-    auth_json,
-    create_account,
-    free_port,
-    fresh,
-    id_token,
-    imported,
-    jwt,
-    listed,
-    new_tokens,
-    ok,
-    refresh_fails,
-    row,
-    setup_password,
-    stored_tokens,
-    write,
+from helpers.data import (
+    ACCESS_1, ACCESS_2, DAY_S, ID_1, ID_2, NOW, NOW_MS, REFRESH_1, REFRESH_2, access_token, auth_json, fresh,
+    id_token, jwt, new_tokens, refresh_fails, row, stored_tokens, write
 )
+from helpers.http import ACCOUNTS, create_account, imported, listed, ok, setup_password
+from helpers.servers import free_port
 
 from lb import crypto, refresh
 from lb.tables import db

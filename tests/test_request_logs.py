@@ -3,8 +3,8 @@ from datetime import datetime
 
 import pytest
 
-from helpers import (
-    AUTH_REQUIRED, LOGS, REMOTE, create_account, error, ingest, message, ok, post, token, with_cookie,
+from helpers.http import (
+    AUTH_REQUIRED, LOGS, REMOTE, create_account, error, ingest, message, ok, post, token, with_cookie
 )
 
 KEYS = {"id", "requestId", "requestedAt", "accountId", "apiKeyId", "model", "inputTokens", "outputTokens",

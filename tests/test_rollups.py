@@ -3,7 +3,7 @@ import random
 
 import pytest
 
-from helpers import BEARER, create_account, ingest
+from helpers.http import BEARER, create_account, ingest
 from lb import rollups
 from lb.clock import DAY_MS, HOUR_MS, iso
 from lb.tables import HourlyGroupUsage, HourlyUsage, RequestLog, db

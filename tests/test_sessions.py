@@ -9,10 +9,10 @@ import re
 
 import pytest
 
-from helpers import (
-    AUTH, AUTH_REQUIRED, BOOTSTRAP, COOKIE, DASHBOARD, NEW_PASSWORD, NO_PASSWORD, PASSWORD, REMOTE, SIGNED_IN,
-    SIGNED_OUT, change, denied, enable_totp, error, login, ok, post, remove, session_cookie, setup_password,
-    state, token, with_cookie,
+from helpers.data import BOOTSTRAP, NEW_PASSWORD, PASSWORD
+from helpers.http import (
+    AUTH, AUTH_REQUIRED, COOKIE, DASHBOARD, NO_PASSWORD, REMOTE, SIGNED_IN, SIGNED_OUT, change, denied,
+    enable_totp, error, login, ok, post, remove, session_cookie, setup_password, state, token, with_cookie
 )
 
 

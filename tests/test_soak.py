@@ -13,7 +13,7 @@ import json
 import os
 import sys
 
-from helpers import POSTGRES_URL
+from helpers.data import POSTGRES_URL
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "bench"))
 

@@ -10,7 +10,8 @@ from contextlib import closing
 
 import pytest
 
-from helpers import create_account, error, ingest, ok, post, set_catalog
+from helpers.data import set_catalog
+from helpers.http import create_account, error, ingest, ok, post
 from lb import tables
 
 

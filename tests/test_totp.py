@@ -10,9 +10,10 @@ from concurrent.futures import ThreadPoolExecutor
 import pyotp
 import pytest
 
-from helpers import (
-    AUTH, AUTH_REQUIRED, DASHBOARD, EXPIRES, PASSWORD, TOTP_REQUIRED, assert_limited, denied, enable_totp, error,
-    login, ok, post, remove, session_cookie, setup_password, state, token, with_cookie,
+from helpers.data import PASSWORD
+from helpers.http import (
+    AUTH, AUTH_REQUIRED, DASHBOARD, EXPIRES, TOTP_REQUIRED, assert_limited, denied, enable_totp, error, login, ok,
+    post, remove, session_cookie, setup_password, state, token, with_cookie
 )
 
 STEP = 30

@@ -3,7 +3,7 @@ from datetime import date, timedelta
 
 import pytest
 
-from helpers import AUTH_REQUIRED, REMOTE, create_account, error, ingest, message, ok, overview, post
+from helpers.http import AUTH_REQUIRED, REMOTE, create_account, error, ingest, message, ok, overview, post
 
 USAGE = "/api/usage"
 FIGURES = ("requests", "errors", "inputTokens", "outputTokens", "cachedInputTokens", "totalTokens", "cost")

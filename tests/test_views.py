@@ -17,7 +17,8 @@ from contextlib import closing
 
 import pytest
 
-from helpers import AUTH_REQUIRED, LISTED_MODELS, MODELS, REMOTE, error, message, set_catalog, token, with_cookie
+from helpers.data import set_catalog
+from helpers.http import AUTH_REQUIRED, LISTED_MODELS, MODELS, REMOTE, error, message, token, with_cookie
 from lb import tables
 
 

@@ -3,8 +3,8 @@ import pytest
 
 from fixtureapps.token_server import Answer
 from fixtureapps.upstream import Compact, Drop, Fail, Stream
-from helpers import (ACCESS_2, CODEX, NOW_MS, NOW_S, REFRESH_2, ask, logs, new_tokens, openai_error, pool_account, row,
-                     sse, stored_tokens, write)
+from helpers.data import ACCESS_2, NOW_MS, NOW_S, REFRESH_2, logs, new_tokens, pool_account, row, stored_tokens, write
+from helpers.http import CODEX, ask, openai_error, sse
 
 from lb import crypto, refresh
 

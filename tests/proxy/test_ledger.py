@@ -1,7 +1,7 @@
 """lb.proxy.ledger: request ids, one transaction for what a request did, sticky pins kept hashed and pruned."""
 import uuid
 
-from helpers import NOW_MS, pool_account, row
+from helpers.data import NOW_MS, pool_account, row
 from lb import tables
 from lb.proxy import ledger as ledgers
 

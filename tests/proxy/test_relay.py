@@ -5,7 +5,8 @@ import uuid
 import pytest
 
 from fixtureapps.upstream import Stream
-from helpers import CODEX, CODEX_BODY, NOW_MS, ask, logs, pool_account, row, sse
+from helpers.data import NOW_MS, logs, pool_account, row
+from helpers.http import CODEX, CODEX_BODY, ask, sse
 from lb import tables
 
 pytestmark = pytest.mark.uses_upstream

@@ -4,8 +4,8 @@ import json
 import pytest
 
 from fixtureapps.upstream import Compact, Fail, Stream
-from helpers import (CODEX, NOW_MS, REMOTE, V1, ask, ingest, logs, openai_error, pool_account, post, set_catalog,
-                     setup_password, sse)
+from helpers.data import NOW_MS, logs, pool_account, set_catalog
+from helpers.http import CODEX, REMOTE, V1, ask, ingest, openai_error, post, setup_password, sse
 
 pytestmark = pytest.mark.uses_upstream
 
