@@ -5,8 +5,8 @@ import os
 from flask import Flask
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from lb import (auth, config, credentials, crypto, database, demo, errors, keys, metrics, pages, proxy, rollups,
-                sessions, store, totp, views)
+from lb import (auth, config, credentials, crypto, database, demo, errors, keys, metrics, proxy, rollups, sessions,
+                store, totp, views, web)
 
 log = logging.getLogger(__name__)
 
@@ -34,7 +34,7 @@ def create_app(overrides=None):
     auth.init_app(app)
     views.init_app(app)
     proxy.init_app(app)
-    pages.init_app(app)  # the browser face: the HTML shell and its static files
+    web.init_app(app)  # the browser face: the HTML shell and its static files
     metrics.init_app(app)  # GET /metrics, when LB_METRICS_TOKEN is set
     # The maintenance commands.
     sessions.init_app(app)

@@ -183,9 +183,9 @@ def test_an_administrator_walks_through_the_dashboard(served, upstream, page):
     assert card(page, "accounts") == "1"
 
     assert page.console_errors == []
-    static = os.path.join(ROOT, "lb", "static")
+    static = os.path.join(ROOT, "lb", "web", "static")
     files = [os.path.join(d, f) for d, _, names in os.walk(static) for f in names]
-    files.append(os.path.join(ROOT, "lb", "templates", "index.html"))
+    files.append(os.path.join(ROOT, "lb", "web", "templates", "index.html"))
     total = sum(os.path.getsize(f) for f in files)
     print(f"\ndashboard assets: {total:,} bytes in {len(files)} files ({len(loaded)} loaded by the walk); "
           f"overview with data painted {paint_ms:.0f} ms after navigation ({wall_ms:.0f} ms as the test saw it); "

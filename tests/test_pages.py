@@ -1,13 +1,15 @@
-"""lb.pages: the dashboard's HTML shell and the caching of its static files.
+"""lb.web.pages: the dashboard's HTML shell and the caching of its static files.
 
 The shell is served on "/" and the five screens' paths, HEAD included, with a
 strict Content-Security-Policy, and needs neither a session nor the database.
 Every other path keeps the JSON rules: an unknown path, a trailing slash or a
 missing static file is the JSON 404. Static URLs carry ?v=<asset version>,
-a hash of every file under lb/static; the current version is cached for a
+a hash of every file under lb/web/static; the current version is cached for a
 year, anything else revalidated. Every answer of the app says nosniff.
 These tests use the frontend's files only as files: any content will do.
 """
+import configparser
+import glob
 import os
 import re
 
@@ -16,7 +18,8 @@ from flask import render_template_string
 from peewee import OperationalError
 
 from helpers import REMOTE, ROOT, error, setup_password
-from lb import pages, store
+from lb import store
+from lb.web import pages
 
 PAGES = ["/", "/accounts", "/logs", "/usage", "/keys", "/settings"]
 STATIC = os.path.join(os.path.dirname(pages.__file__), "static")
@@ -75,12 +78,12 @@ def test_the_policy_allows_no_inline_code():
 
 def test_the_page_and_its_scripts_have_no_inline_code_or_markup_from_strings():
     # What the policy would refuse (inline script, style, handlers) or what would let API data become markup.
-    lb_dir = os.path.join(ROOT, "lb")
-    with open(os.path.join(lb_dir, "templates", "index.html"), encoding="utf-8") as f:
+    web_dir = os.path.join(ROOT, "lb", "web")
+    with open(os.path.join(web_dir, "templates", "index.html"), encoding="utf-8") as f:
         html = f.read()
     assert re.findall(r"<script(?![^>]*\bsrc=)[^>]*>", html) == []
     assert re.findall(r"<style|\sstyle=|\son[a-z]+=", html) == []
-    scripts = [os.path.join(root, name) for root, _, names in os.walk(os.path.join(lb_dir, "static"))
+    scripts = [os.path.join(root, name) for root, _, names in os.walk(os.path.join(web_dir, "static"))
                for name in names if name.endswith(".js")]
     assert len(scripts) > 5
     for path in scripts:
@@ -188,3 +191,15 @@ def test_a_missing_file_is_never_cached(app, client):
 def test_javascript_is_text_javascript(client):
     response = fetch(client, "/static/" + a_static_file(".js"))
     assert response.headers["Content-Type"] == "text/javascript; charset=utf-8"
+
+
+def test_the_package_data_ships_every_file_of_the_browser_face():
+    # setup.cfg's globs, as setuptools reads them (relative to their package's folder, "*" within one folder).
+    config = configparser.ConfigParser()
+    config.read(os.path.join(ROOT, "setup.cfg"))
+    globs = [os.path.join(ROOT, *package.split("."), pattern)
+             for package, patterns in config["options.package_data"].items() for pattern in patterns.split()]
+    shipped = {path for pattern in globs for path in glob.glob(pattern) if os.path.isfile(path)}
+    web = {os.path.join(root, name) for folder in (STATIC, os.path.join(os.path.dirname(pages.__file__), "templates"))
+           for root, _, names in os.walk(folder) for name in names}
+    assert len(web) > 10 and web <= shipped

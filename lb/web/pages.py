@@ -11,7 +11,9 @@ import os
 
 from flask import Blueprint, current_app, render_template, request, url_for
 
-bp = Blueprint("pages", __name__)
+# This package's own folders: its blueprint has the template, the app's static files are STATIC.
+STATIC = os.path.join(os.path.dirname(__file__), "static")
+bp = Blueprint("pages", __name__, template_folder="templates")
 
 # The screens the dashboard's router knows; "/accounts/" and the like stay the JSON 404.
 PATHS = ("/", "/accounts", "/logs", "/usage", "/keys", "/settings")
@@ -65,6 +67,7 @@ def _after(response):
 def init_app(app):
     # RFC 9239; Python 3.11's own table says application/javascript where /etc/mime.types is absent.
     mimetypes.add_type("text/javascript", ".js")
+    app.static_folder = STATIC  # Flask's own route, /static/<path> (endpoint "static"), serves this package's files
     version = app.extensions["lb_asset_version"] = asset_version(app.static_folder)
     app.jinja_env.globals.update(asset_version=version,
                                  static_url=lambda path: url_for("static", filename=path, v=version))
