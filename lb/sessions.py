@@ -15,6 +15,8 @@ from lb.store import AuthFailure, DashboardSession, DashboardSettings, TotpSetup
 
 COOKIE = "dashboard_session"
 SESSION_MS = 12 * 3600 * 1000
+PASSWORD_MIN_LENGTH = 8
+PASSWORD_MAX_LENGTH = 256
 
 
 def token_hash(token):

@@ -49,7 +49,7 @@ def password_setup():
         if token is None or not sessions.constant_equal(token, current_app.config["BOOTSTRAP_TOKEN"]):
             raise ApiError(401, "bootstrap_required",
                            "Setting the first password from another machine needs the bootstrap token")
-    password = get_str(data, "password", min_len=8, max_len=256)
+    password = get_str(data, "password", min_len=sessions.PASSWORD_MIN_LENGTH, max_len=sessions.PASSWORD_MAX_LENGTH)
     hashed = sessions.hash_password(password)
     with db.atomic():
         # Checked again under the write lock: of two concurrent setups one wins.
@@ -80,7 +80,7 @@ def password_change():
     ratelimit.check_rate_limit()
     data = body()
     current = get_str(data, "currentPassword")
-    new = get_str(data, "newPassword", min_len=8, max_len=256)
+    new = get_str(data, "newPassword", min_len=sessions.PASSWORD_MIN_LENGTH, max_len=sessions.PASSWORD_MAX_LENGTH)
     sessions.check_password(current)
     hashed = sessions.hash_password(new)
     with db.atomic():
