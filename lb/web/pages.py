@@ -8,15 +8,57 @@ unknown one included, keeps the JSON rules of lb.errors.
 import hashlib
 import mimetypes
 import os
+from collections import namedtuple
 
 from flask import Blueprint, current_app, render_template, request, url_for
+
+from lb import accounts, keys, request_logs, sessions, store, totp, usage
 
 # This package's own folders: its blueprint has the template, the app's static files are STATIC.
 STATIC = os.path.join(os.path.dirname(__file__), "static")
 bp = Blueprint("pages", __name__, template_folder="templates")
 
-# The screens the dashboard's router knows; "/accounts/" and the like stay the JSON 404.
-PATHS = ("/", "/accounts", "/logs", "/usage", "/keys", "/settings")
+Screen = namedtuple("Screen", "path label name")  # name: its module under static/screens/, its data-screen
+# The dashboard's screens in the nav's order: the one table behind the shell's paths, the nav's links and
+# the router's (app.js). "/accounts/" and the like stay the JSON 404.
+SCREENS = (
+    Screen("/", "Overview", "overview"),
+    Screen("/accounts", "Accounts", "accounts"),
+    Screen("/logs", "Request logs", "logs"),
+    Screen("/usage", "Usage", "usage"),
+    Screen("/keys", "API keys", "keys"),
+    Screen("/settings", "Settings", "settings"),
+)
+PATHS = tuple(screen.path for screen in SCREENS)
+
+
+def labelled(names, labels):
+    """[name, label] pairs in the API's order; a name without a label fails here, as the app starts."""
+    return [[name, labels[name]] for name in names]
+
+
+# What the page hands its scripts as JSON (app.js reads it): the screens, and the API's own limits and
+# choices, so that no script keeps a copy of its own.
+SHELL_DATA = {
+    "screens": [screen._asdict() for screen in SCREENS],
+    "limits": {
+        "passwordMinLength": sessions.PASSWORD_MIN_LENGTH,
+        "passwordMaxLength": sessions.PASSWORD_MAX_LENGTH,
+        "totpDigits": totp.DIGITS,
+        "emailMaxLength": accounts.EMAIL_MAX_LENGTH,
+        "planTypeMaxLength": accounts.PLAN_TYPE_MAX_LENGTH,
+        "keyNameMaxLength": keys.NAME_MAX_LENGTH,
+        "keyLimits": keys.MAX_LIMITS,
+        "logPageSize": request_logs.DEFAULT_LIMIT,
+    },
+    "keyMetrics": labelled(keys.METRICS, {"totalTokens": "Total tokens", "inputTokens": "Input tokens",
+                                          "outputTokens": "Output tokens", "costUsd": "Cost (USD)"}),
+    "keyWindows": labelled(keys.WINDOWS, {"day": "Day", "week": "Week", "month": "Month (billing period)"}),
+    "logStatuses": list(store.LOG_STATUSES),
+    "usageGroups": labelled(usage.GROUPS, {"day": "Day", "model": "Model", "account": "Account", "apiKey": "API key"}),
+    # The seed catalog's first model: the one a new key's Codex config names when the key allows every model.
+    "codexModel": store.SEED_CATALOG[0][0],
+}
 
 # Only our own files: no inline script or style, no plugins, no framing, no <base> rewriting.
 CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; "
@@ -47,7 +89,7 @@ def asset_version(folder):
 
 
 def page():
-    return render_template("index.html"), 200, PAGE_HEADERS
+    return render_template("index.html", screens=SCREENS, shell_data=SHELL_DATA), 200, PAGE_HEADERS
 
 
 for path in PATHS:

@@ -1,7 +1,7 @@
 """The dashboard in a real browser (Debian's chromium through Playwright), against the real server.
 
 One walk through what an administrator does on a fresh install: first run,
-accounts, a key, traffic through the proxy, the overview agreeing with the API,
+every screen of the nav, accounts, a key, traffic through the proxy, the overview agreeing with the API,
 a pause, the logs filtered, TOTP on, log out, log in again. Every screen is
 photographed at desktop and phone width and checked for sideways overflow at
 375 px; the console must stay free of errors. The asset size and the
@@ -18,12 +18,16 @@ from playwright.sync_api import expect
 
 from fixtureapps.upstream import Stream
 from helpers import INGEST, PASSWORD, ROOT, Server, auth_json, id_token, jwt
+from lb.web import pages
 
 pytestmark = pytest.mark.browser
 
 SHOTS = os.path.join(ROOT, "screenshots")
-SCREENS = {"Overview": "overview", "Accounts": "accounts", "Request logs": "logs", "Usage": "usage",
-           "API keys": "keys", "Settings": "settings"}
+LIMITS = pages.SHELL_DATA["limits"]
+
+
+def labels(page, select):
+    return page.locator(f"{select} option").all_inner_texts()
 
 
 @pytest.fixture
@@ -82,10 +86,19 @@ def test_an_administrator_walks_through_the_dashboard(served, upstream, page):
     page.goto(base + "/")
     on(page, "setup")
     shoot(page, "setup")
+    # The password's lengths are the API's, from the page's data.
+    assert page.get_attribute("#setup-password", "minlength") == str(LIMITS["passwordMinLength"])
+    assert page.get_attribute("#setup-password", "maxlength") == str(LIMITS["passwordMaxLength"])
     page.fill("#setup-password", PASSWORD)
     page.get_by_role("button", name="Set password").click()
     on(page, "overview")
     assert (card(page, "accounts"), card(page, "tokens"), card(page, "requests")) == ("0", "0", "0")
+
+    # The nav is the server's table of screens, and the router's: each link draws its screen, titled by its label.
+    for screen in pages.SCREENS[1:] + pages.SCREENS[:1]:
+        go(page, screen.label, screen.name)
+        assert page.title() == f"{screen.label} · Codex-LB"
+        assert page.url == base + screen.path
 
     # Two accounts, imported by pasting their auth.json.
     go(page, "Accounts", "accounts")
@@ -97,6 +110,12 @@ def test_an_administrator_walks_through_the_dashboard(served, upstream, page):
 
     # A key limited to one model; it is shown once, with the Codex CLI's config.
     go(page, "API keys", "keys")
+    assert page.get_attribute("#key-name", "maxlength") == str(LIMITS["keyNameMaxLength"])
+    page.get_by_role("button", name="Add limit").click()  # its choices are the API's, then it is taken away
+    assert labels(page, "#limit-metric-1") == [label for _, label in pages.SHELL_DATA["keyMetrics"]]
+    assert labels(page, "#limit-window-1") == [label for _, label in pages.SHELL_DATA["keyWindows"]]
+    page.get_by_role("button", name="Remove this limit").click()
+    expect(page.locator(".limit-row")).to_have_count(0)
     page.fill("#key-name", "laptop")
     page.check("fieldset#key-models input[value='gpt-5.3-codex']")
     page.get_by_role("button", name="Create key").click()
@@ -146,6 +165,7 @@ def test_an_administrator_walks_through_the_dashboard(served, upstream, page):
     # The logs, filtered by status.
     go(page, "Request logs", "logs")
     assert page.locator("tr[data-request-id]").count() == 5
+    assert page.locator("#filter-status option").count() == 1 + len(pages.SHELL_DATA["logStatuses"])
     page.select_option("#filter-status", "error")
     expect(page.locator("tr[data-request-id]")).to_have_count(1)  # no wait_for_function: the CSP forbids eval
     assert page.locator("[data-testid=log-status]").inner_text().strip() == "error"
@@ -153,6 +173,7 @@ def test_an_administrator_walks_through_the_dashboard(served, upstream, page):
 
     # Usage: the totals the API gives; grouped by account, rows named by the accounts' emails.
     go(page, "Usage", "usage")
+    assert labels(page, "#usage-group") == [label for _, label in pages.SHELL_DATA["usageGroups"]]
     totals = page.request.get(base + "/api/usage?groupBy=day").json()["totals"]
     expect(page.locator("#main tfoot td.num").first).to_have_text(str(totals["requests"]))
     page.select_option("#usage-group", "account")

@@ -10,6 +10,7 @@ These tests use the frontend's files only as files: any content will do.
 """
 import configparser
 import glob
+import json
 import os
 import re
 
@@ -18,7 +19,7 @@ from flask import render_template_string
 from peewee import OperationalError
 
 from helpers import REMOTE, ROOT, error, setup_password
-from lb import store
+from lb import accounts, keys, request_logs, sessions, store, totp, usage
 from lb.web import pages
 
 PAGES = ["/", "/accounts", "/logs", "/usage", "/keys", "/settings"]
@@ -48,6 +49,13 @@ def fetch(client, path, **kwargs):
 
 def headers_of(response):
     return {name: response.headers.get(name) for name in PAGE_HEADERS}
+
+
+def shell_data(html):
+    """The JSON the page hands its scripts, from its one data block."""
+    blocks = re.findall(r'<script type="application/json" id="shell-data">(.*?)</script>', html, re.S)
+    assert len(blocks) == 1
+    return json.loads(blocks[0])
 
 
 # -- the pages ------------------------------------------------------------------------------
@@ -81,7 +89,8 @@ def test_the_page_and_its_scripts_have_no_inline_code_or_markup_from_strings():
     web_dir = os.path.join(ROOT, "lb", "web")
     with open(os.path.join(web_dir, "templates", "index.html"), encoding="utf-8") as f:
         html = f.read()
-    assert re.findall(r"<script(?![^>]*\bsrc=)[^>]*>", html) == []
+    # Code comes from files; the one script element without a src is JSON data, which a browser never runs.
+    assert re.findall(r"<script(?![^>]*\bsrc=)[^>]*>", html) == ['<script type="application/json" id="shell-data">']
     assert re.findall(r"<style|\sstyle=|\son[a-z]+=", html) == []
     scripts = [os.path.join(root, name) for root, _, names in os.walk(os.path.join(web_dir, "static"))
                for name in names if name.endswith(".js")]
@@ -91,6 +100,72 @@ def test_the_page_and_its_scripts_have_no_inline_code_or_markup_from_strings():
             code = re.sub(r"^\s*//.*$", "", f.read(), flags=re.M)  # comments may name what the code avoids
         assert re.findall(r"innerHTML|outerHTML|insertAdjacentHTML|document\.write|\beval\(|new Function|"
                           r"setAttribute\(\s*['\"](?:style|on)", code) == [], path
+
+
+def test_the_shell_data_is_json_that_cannot_close_its_element(client, monkeypatch):
+    # A label with markup in it stays inside the block: tojson escapes "<", ">" and "&".
+    monkeypatch.setitem(pages.SHELL_DATA, "codexModel", "</script><script>alert(1)</script>")
+    html = client.get("/").get_data(as_text=True)
+    assert shell_data(html)["codexModel"] == "</script><script>alert(1)</script>"
+    assert "<script>" not in html
+
+
+# -- the one table of screens, and the API's limits handed to the scripts --------------------
+
+def test_the_nav_and_the_routers_table_are_the_one_list_of_screens(client):
+    html = client.get("/").get_data(as_text=True)
+    nav = re.search(r'<nav id="nav"[^>]*>(.*?)</nav>', html, re.S).group(1)
+    links = re.findall(r'<a href="([^"]*)">([^<]*)</a>', nav)
+    assert [path for path, _ in links] == list(pages.PATHS) == PAGES
+    assert links == [(screen.path, screen.label) for screen in pages.SCREENS]
+    assert shell_data(html)["screens"] == [{"path": path, "label": label, "name": name}
+                                           for path, label, name in pages.SCREENS]
+    for screen in pages.SCREENS:  # the router loads screens/<name>.js
+        assert os.path.isfile(os.path.join(STATIC, "screens", f"{screen.name}.js")), screen
+
+
+def test_no_script_or_template_keeps_its_own_copy_of_the_screens():
+    paths = [path for path in pages.PATHS if path != "/"]  # "/", home, is everywhere: the brand link, log-out
+    assert len(paths) == len(PAGES) - 1
+    with open(os.path.join(os.path.dirname(pages.__file__), "templates", "index.html"), encoding="utf-8") as f:
+        template = f.read()
+    copies = [path for path in paths if path in template]
+    for root, _, names in os.walk(STATIC):
+        for name in (name for name in names if name.endswith(".js")):
+            with open(os.path.join(root, name), encoding="utf-8") as f:
+                code = f.read()
+            copies += [(name, path) for path in paths if re.search(f"['\"`]{re.escape(path)}['\"`]", code)]
+    assert copies == []
+
+
+def test_the_page_hands_its_scripts_the_apis_own_limits_and_choices(client):
+    data = shell_data(client.get("/").get_data(as_text=True))
+    assert data["limits"] == {
+        "passwordMinLength": sessions.PASSWORD_MIN_LENGTH, "passwordMaxLength": sessions.PASSWORD_MAX_LENGTH,
+        "totpDigits": totp.DIGITS, "emailMaxLength": accounts.EMAIL_MAX_LENGTH,
+        "planTypeMaxLength": accounts.PLAN_TYPE_MAX_LENGTH, "keyNameMaxLength": keys.NAME_MAX_LENGTH,
+        "keyLimits": keys.MAX_LIMITS, "logPageSize": request_logs.DEFAULT_LIMIT}
+    assert [name for name, _ in data["keyMetrics"]] == list(keys.METRICS)
+    assert [name for name, _ in data["keyWindows"]] == list(keys.WINDOWS)
+    assert [name for name, _ in data["usageGroups"]] == list(usage.GROUPS)
+    assert data["logStatuses"] == list(store.LOG_STATUSES)
+    assert data["codexModel"] == "gpt-5.3-codex"
+    assert all(label for _, label in data["keyMetrics"] + data["keyWindows"] + data["usageGroups"])
+
+
+def test_the_password_limits_the_page_hands_on_are_the_ones_the_api_holds_to(client):
+    limits = shell_data(client.get("/").get_data(as_text=True))["limits"]
+    for length in (limits["passwordMinLength"] - 1, limits["passwordMaxLength"] + 1):
+        response = client.post("/api/dashboard-auth/password/setup", json={"password": "x" * length})
+        assert error(response) == (422, "validation_error"), length
+    response = client.post("/api/dashboard-auth/password/setup", json={"password": "x" * limits["passwordMinLength"]})
+    assert response.status_code == 200
+
+
+def test_a_name_without_a_label_stops_the_app_from_starting():
+    assert pages.labelled(("a", "b"), {"a": "A", "b": "B"}) == [["a", "A"], ["b", "B"]]
+    with pytest.raises(KeyError):
+        pages.labelled(("a", "new"), {"a": "A"})
 
 
 def test_the_page_needs_no_session_even_from_another_machine(app, client):

@@ -7,14 +7,10 @@ const Q = new URL(import.meta.url).search
   || `?v=${encodeURIComponent(document.querySelector('meta[name=asset-version]')?.content || '')}`;
 const load = (path) => import(new URL(`./${path}${Q}`, import.meta.url).href);
 
-const ROUTES = {
-  '/': ['overview', 'Overview'],
-  '/accounts': ['accounts', 'Accounts'],
-  '/logs': ['logs', 'Request logs'],
-  '/usage': ['usage', 'Usage'],
-  '/keys': ['keys', 'API keys'],
-  '/settings': ['settings', 'Settings'],
-};
+// What the server hands the page (lb/web/pages.py): its screens, the nav's links and this router's table,
+// and the API's limits and choices for the screens (ctx.config).
+const config = JSON.parse(document.getElementById('shell-data').textContent);
+const ROUTES = new Map(config.screens.map((s) => [s.path, s]));
 const AUTH_TITLES = { setup: 'Set a password', login: 'Log in', totp: 'Two-factor code' };
 
 const main = document.getElementById('main');
@@ -44,6 +40,7 @@ async function mount(screen, file, title, exportName = 'default') {
   showLoading();
   const ctx = {
     ...lib,
+    config,
     main,
     screen,
     alive: () => token === seq,
@@ -86,9 +83,9 @@ function showAuth(kind) {
 
 function render() {
   authScreen = null;
-  const [screen, title] = ROUTES[location.pathname] || ROUTES['/'];
+  const { name, label } = ROUTES.get(location.pathname) || ROUTES.get('/');
   setNav(true);
-  mount(screen, screen, title);
+  mount(name, name, label);
 }
 
 // Session state → the screen it calls for.
@@ -137,7 +134,7 @@ document.addEventListener('click', (event) => {
   if (!a || event.defaultPrevented || event.button !== 0 || event.metaKey || event.ctrlKey
     || event.shiftKey || event.altKey || (a.target && a.target !== '_self') || a.hasAttribute('download')) return;
   const to = new URL(a.href, location.href);
-  if (to.origin !== location.origin || !(to.pathname in ROUTES)) return;
+  if (to.origin !== location.origin || !ROUTES.has(to.pathname)) return;
   event.preventDefault();
   if (authScreen) return; // nothing to navigate to until signed in
   if (to.pathname !== location.pathname || to.search !== location.search) history.pushState(null, '', to.pathname + to.search);

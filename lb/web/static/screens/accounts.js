@@ -2,6 +2,7 @@
 export default async function accounts(ctx) {
   const { h, field, alertBox, busy, table, emptyRow, badge, bar, time, confirm, section } = ctx.ui;
   const { api, f } = ctx;
+  const { emailMaxLength, planTypeMaxLength } = ctx.config.limits;
   let list = (await api.get('/api/accounts')).accounts;
 
   const tbody = h('tbody');
@@ -92,8 +93,8 @@ export default async function accounts(ctx) {
   });
 
   // A manual account.
-  const email = h('input', { id: 'account-email', type: 'email', required: true, autocomplete: 'off', maxLength: 254 });
-  const plan = h('input', { id: 'account-plan', type: 'text', maxLength: 64, list: 'plan-types', autocomplete: 'off' });
+  const email = h('input', { id: 'account-email', type: 'email', required: true, autocomplete: 'off', maxLength: emailMaxLength });
+  const plan = h('input', { id: 'account-plan', type: 'text', maxLength: planTypeMaxLength, list: 'plan-types', autocomplete: 'off' });
   const addAlert = alertBox();
   const addButton = h('button', { class: 'btn', type: 'submit' }, 'Add account');
   const addForm = h('form', { class: 'stack' },

@@ -8,16 +8,17 @@ function card(ctx, title, intro, form) {
 
 export async function setup(ctx) {
   const { h, field, alertBox, busy } = ctx.ui;
-  const password = h('input', { id: 'setup-password', type: 'password', autocomplete: 'new-password', required: true, minLength: 8, maxLength: 256 });
+  const { passwordMinLength: min, passwordMaxLength: max } = ctx.config.limits;
+  const password = h('input', { id: 'setup-password', type: 'password', autocomplete: 'new-password', required: true, minLength: min, maxLength: max });
   const token = h('input', { id: 'setup-bootstrap', type: 'text', autocomplete: 'off', spellcheck: 'false' });
   const tokenField = field('Bootstrap token', token, 'This page is opened from another machine: enter the token the server logged as it started.');
   tokenField.hidden = true;
   const alert = alertBox();
   const button = h('button', { class: 'btn primary', type: 'submit' }, 'Set password');
-  const form = h('form', { class: 'stack', novalidate: true }, ctx.ui.username(), field('Password', password, '8 to 256 characters.'), tokenField, alert, button);
+  const form = h('form', { class: 'stack', novalidate: true }, ctx.ui.username(), field('Password', password, `${min} to ${max} characters.`), tokenField, alert, button);
   form.addEventListener('submit', (event) => {
     event.preventDefault();
-    if (password.value.length < 8) { alert.show('The password must be at least 8 characters long.'); password.focus(); return; }
+    if (password.value.length < min) { alert.show(`The password must be at least ${min} characters long.`); password.focus(); return; }
     const body = { password: password.value };
     if (!tokenField.hidden && token.value.trim()) body.bootstrapToken = token.value.trim();
     busy(button, alert, async () => {
@@ -60,17 +61,18 @@ export async function login(ctx) {
 
 export async function totp(ctx) {
   const { h, field, alertBox, busy } = ctx.ui;
+  const digits = ctx.config.limits.totpDigits;
   const code = h('input', { id: 'totp-code', type: 'text', inputmode: 'numeric', autocomplete: 'one-time-code',
     spellcheck: 'false', class: 'code' });
   const alert = alertBox();
   const button = h('button', { class: 'btn primary', type: 'submit' }, 'Verify');
   const cancel = h('button', { class: 'btn ghost', type: 'button', onclick: () => ctx.logout() }, 'Log out');
-  const form = h('form', { class: 'stack' }, field('Authentication code', code, 'The 6-digit code from your authenticator app.'),
+  const form = h('form', { class: 'stack' }, field('Authentication code', code, `The ${digits}-digit code from your authenticator app.`),
     alert, h('div', { class: 'row' }, button, cancel));
   let sending = false;
   const submit = () => {
     if (sending) return;
-    if (code.value.length !== 6) { alert.show('Enter the 6 digits of the code.'); code.focus(); return; }
+    if (code.value.length !== digits) { alert.show(`Enter the ${digits} digits of the code.`); code.focus(); return; }
     sending = true;
     busy(button, alert, async () => {
       ctx.authDone(await ctx.api.post(`${AUTH}/totp/verify`, { code: code.value }));
@@ -80,9 +82,9 @@ export async function totp(ctx) {
     });
   };
   code.addEventListener('input', () => {
-    const digits = code.value.replace(/\D/g, '').slice(0, 6);
-    if (digits !== code.value) code.value = digits;
-    if (digits.length === 6) submit();
+    const typed = code.value.replace(/\D/g, '').slice(0, digits);
+    if (typed !== code.value) code.value = typed;
+    if (typed.length === digits) submit();
     else alert.clear();
   });
   form.addEventListener('submit', (event) => { event.preventDefault(); submit(); });

@@ -1,12 +1,8 @@
 // API keys: create (models, expiry, limits), show a new key once with a Codex config, and manage keys.
-const METRICS = [['totalTokens', 'Total tokens'], ['inputTokens', 'Input tokens'], ['outputTokens', 'Output tokens'], ['costUsd', 'Cost (USD)']];
-const WINDOWS = [['day', 'Day'], ['week', 'Week'], ['month', 'Month (billing period)']];
-const MAX_LIMITS = 8;
-const DEFAULT_MODEL = 'gpt-5.3-codex';
-
 export default async function keys(ctx) {
   const { h, field, alertBox, busy, table, emptyRow, badge, time, confirm, section } = ctx.ui;
   const { api, f } = ctx;
+  const { keyMetrics, keyWindows, codexModel, limits } = ctx.config;
   const [models, first] = await Promise.all([api.get('/api/models').then((d) => d.models), api.get('/api/api-keys')]);
   let list = first.apiKeys;
   const modelName = new Map(models.map((m) => [m.id, m.name]));
@@ -14,7 +10,7 @@ export default async function keys(ctx) {
   // The key shown once, with what the Codex CLI needs.
   const reveal = h('div', { class: 'reveal', hidden: true, tabindex: '-1' });
   const showKey = (k, verb) => {
-    const model = (k.allowedModels && k.allowedModels[0]) || DEFAULT_MODEL;
+    const model = (k.allowedModels && k.allowedModels[0]) || codexModel;
     const snippet = [`model = "${model}"`, 'model_provider = "codexlb"', '', '[model_providers.codexlb]', 'name = "OpenAI"',
       `base_url = "${location.origin}/backend-api/codex"`, 'wire_api = "responses"', 'env_key = "CODEX_LB_API_KEY"', '',
       `export CODEX_LB_API_KEY=${k.key}`].join('\n');
@@ -50,7 +46,7 @@ export default async function keys(ctx) {
   };
 
   // Create form.
-  const name = h('input', { id: 'key-name', type: 'text', required: true, maxLength: 128, autocomplete: 'off' });
+  const name = h('input', { id: 'key-name', type: 'text', required: true, maxLength: limits.keyNameMaxLength, autocomplete: 'off' });
   const modelBoxes = models.map((m) => h('input', { type: 'checkbox', value: m.id, id: `key-model-${m.id}` }));
   const modelSet = h('fieldset', { id: 'key-models', class: 'checks' }, h('legend', {}, 'Models (none checked: every model)'),
     models.length ? models.map((m, i) => h('label', { class: 'check', for: modelBoxes[i].id }, modelBoxes[i], h('span', {}, m.name, ' ', h('code', { class: 'muted small' }, m.id))))
@@ -62,8 +58,8 @@ export default async function keys(ctx) {
   const newLimitRow = () => {
     const i = ++limitSeq;
     const opt = (pairs) => pairs.map(([v, t]) => h('option', { value: v }, t));
-    const metric = h('select', { id: `limit-metric-${i}`, 'aria-label': 'Metric' }, opt(METRICS));
-    const win = h('select', { id: `limit-window-${i}`, 'aria-label': 'Window' }, opt(WINDOWS));
+    const metric = h('select', { id: `limit-metric-${i}`, 'aria-label': 'Metric' }, opt(keyMetrics));
+    const win = h('select', { id: `limit-window-${i}`, 'aria-label': 'Window' }, opt(keyWindows));
     const max = h('input', { id: `limit-max-${i}`, type: 'number', min: '0', step: 'any', required: true, 'aria-label': 'Maximum', placeholder: 'Max' });
     const remove = h('button', { class: 'btn ghost small', type: 'button', 'aria-label': 'Remove this limit' }, 'Remove');
     const rowEl = h('div', { class: 'limit-row' }, metric, win, max, remove);
@@ -71,7 +67,7 @@ export default async function keys(ctx) {
     rowEl.max = max;
     remove.addEventListener('click', () => { rowEl.remove(); addLimit.disabled = false; addLimit.focus(); });
     limitRows.append(rowEl);
-    addLimit.disabled = limitRows.children.length >= MAX_LIMITS;
+    addLimit.disabled = limitRows.children.length >= limits.keyLimits;
     metric.focus();
   };
   addLimit.addEventListener('click', newLimitRow);
@@ -111,7 +107,7 @@ export default async function keys(ctx) {
   const limitBars = (k) => (k.limits.length ? k.limits.map((l) => {
     const money = l.metric === 'costUsd';
     const fmtv = money ? f.money : f.num;
-    const metric = METRICS.find(([v]) => v === l.metric)?.[1] || l.metric;
+    const metric = keyMetrics.find(([v]) => v === l.metric)?.[1] || l.metric;
     return ctx.ui.bar(l.max ? (l.used / l.max) * 100 : 0, `${metric} / ${l.window}`,
       `${fmtv(l.used)} of ${fmtv(l.max)} used; resets ${f.dateTime(l.resetsAt)}`);
   }) : h('span', { class: 'muted' }, 'None'));

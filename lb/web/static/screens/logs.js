@@ -1,10 +1,9 @@
 // Request logs: filters, newest first, "Load more" by cursor.
-const STATUSES = ['ok', 'error', 'rate_limit', 'quota', 'cancelled'];
-const PAGE = 50;
 
 export default async function logs(ctx) {
   const { h, field, alertBox, busy, table, emptyRow, badge, time, soft, names } = ctx.ui;
   const { api, f } = ctx;
+  const { logStatuses, limits } = ctx.config;
   // Names for ids: the catalog, accounts and keys (a failure here only costs the names).
   const [models, { accountName, keyName }] = await Promise.all([
     soft(api.get('/api/models').then((d) => d.models)), names(api)]);
@@ -12,7 +11,7 @@ export default async function logs(ctx) {
   const select = (id, all, options) => h('select', { id },
     h('option', { value: '' }, all), options.map(([v, t]) => h('option', { value: v }, t)));
   const filters = {
-    status: select('filter-status', 'Any status', STATUSES.map((s) => [s, f.statusLabel(s)])),
+    status: select('filter-status', 'Any status', logStatuses.map((s) => [s, f.statusLabel(s)])),
     model: select('filter-model', 'Any model', models.map((m) => [m.id, m.id])),
     accountId: select('filter-account', 'Any account', [...accountName]),
     apiKeyId: select('filter-key', 'Any API key', [...keyName]),
@@ -29,7 +28,7 @@ export default async function logs(ctx) {
   let cursor = null, shown = 0, gen = 0;
 
   const query = () => {
-    const q = { limit: PAGE };
+    const q = { limit: limits.logPageSize };
     for (const [k, el] of Object.entries(filters)) {
       q[k] = el.type === 'datetime-local' ? f.fromLocalInput(el.value) : el.value;
     }

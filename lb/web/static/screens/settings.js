@@ -30,15 +30,16 @@ export default async function settings(ctx) {
 
   // Password change.
   const current = h('input', { id: 'current-password', type: 'password', autocomplete: 'current-password', required: true });
-  const next = h('input', { id: 'new-password', type: 'password', autocomplete: 'new-password', required: true, minLength: 8, maxLength: 256 });
+  const { passwordMinLength: min, passwordMaxLength: max } = ctx.config.limits;
+  const next = h('input', { id: 'new-password', type: 'password', autocomplete: 'new-password', required: true, minLength: min, maxLength: max });
   const pwAlert = alertBox();
   const pwButton = h('button', { class: 'btn', type: 'submit' }, 'Change password');
   const pwForm = h('form', { class: 'stack', novalidate: true }, ctx.ui.username(),
-    h('div', { class: 'grid2' }, field('Current password', current), field('New password', next, '8 to 256 characters.')), pwAlert, h('div', { class: 'row' }, pwButton));
+    h('div', { class: 'grid2' }, field('Current password', current), field('New password', next, `${min} to ${max} characters.`)), pwAlert, h('div', { class: 'row' }, pwButton));
   pwForm.addEventListener('submit', (event) => {
     event.preventDefault();
     busy(pwButton, pwAlert, async () => {
-      if (next.value.length < 8) { next.focus(); throw new Error('The new password must be at least 8 characters long.'); }
+      if (next.value.length < min) { next.focus(); throw new Error(`The new password must be at least ${min} characters long.`); }
       await api.post(`${AUTH}/password/change`, { currentPassword: current.value, newPassword: next.value });
       pwForm.reset();
       pwAlert.ok('Password changed. Every other session was logged out.');

@@ -1,12 +1,12 @@
 // Usage: groups by day, model, account or API key over a range (default: the billing period).
-const GROUPS = [['day', 'Day'], ['model', 'Model'], ['account', 'Account'], ['apiKey', 'API key']];
 
 export default async function usage(ctx) {
   const { h, field, alertBox, busy, table, emptyRow, names } = ctx.ui;
   const { api, f } = ctx;
+  const groups = ctx.config.usageGroups;
   const { accountName, keyName } = await names(api);
 
-  const group = h('select', { id: 'usage-group' }, GROUPS.map(([v, t]) => h('option', { value: v }, t)));
+  const group = h('select', { id: 'usage-group' }, groups.map(([v, t]) => h('option', { value: v }, t)));
   const since = h('input', { id: 'usage-since', type: 'datetime-local' });
   const until = h('input', { id: 'usage-until', type: 'datetime-local' });
   const reset = h('button', { class: 'btn ghost small', type: 'button' }, 'Reset to billing period');
@@ -37,7 +37,7 @@ export default async function usage(ctx) {
     if (my !== gen || !ctx.alive()) return;
     if (!since.value) since.value = f.toLocalInput(d.since);
     if (!until.value) until.value = f.toLocalInput(d.until);
-    keyHead.textContent = GROUPS.find(([v]) => v === by)[1];
+    keyHead.textContent = groups.find(([v]) => v === by)[1];
     tbody.replaceChildren(...d.rows.map((r) => h('tr', { 'data-group': r.key === null ? '' : r.key }, h('th', { scope: 'row' }, label(by, r.key)), cells(r))));
     if (!d.rows.length) tbody.replaceChildren(emptyRow(8, 'No usage in this range.'));
     tfoot.replaceChildren(h('tr', {}, h('th', { scope: 'row' }, 'Total'), cells(d.totals)));
