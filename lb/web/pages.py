@@ -111,7 +111,6 @@ def init_app(app):
     mimetypes.add_type("text/javascript", ".js")
     app.static_folder = STATIC  # Flask's own route, /static/<path> (endpoint "static"), serves this package's files
     version = app.extensions["lb_asset_version"] = asset_version(app.static_folder)
-    app.jinja_env.globals.update(asset_version=version,
-                                 static_url=lambda path: url_for("static", filename=path, v=version))
+    app.jinja_env.globals.update(static_url=lambda path: url_for("static", filename=path, v=version))
     app.after_request(_after)
     app.register_blueprint(bp)

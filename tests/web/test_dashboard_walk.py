@@ -80,7 +80,7 @@ def card(page, name):
 def test_an_administrator_walks_through_the_dashboard(served, upstream, page):
     base = f"http://127.0.0.1:{served.port}"
     loaded = set()
-    page.on("response", lambda r: loaded.add(r.url.split("?")[0]) if "/static/" in r.url else None)
+    page.on("response", lambda r: loaded.add(r.url) if "/static/" in r.url else None)
 
     # First run: set the password; the overview starts at zero.
     page.goto(base + "/")
@@ -204,6 +204,10 @@ def test_an_administrator_walks_through_the_dashboard(served, upstream, page):
     assert card(page, "accounts") == "1"
 
     assert page.console_errors == []
+    # Every module came with the page's asset version (app.js hands its own on), so none is ever stale.
+    version = page.request.get(base + "/").text().split("/static/app.js?v=")[1][:12]
+    assert {url.split("?")[1] for url in loaded} == {f"v={version}"}
+    assert {url.split("?")[0].rsplit("/static/")[1] for url in loaded} >= {"app.js", "ui.js", "screens/keys.js"}
     static = os.path.join(ROOT, "lb", "web", "static")
     files = [os.path.join(d, f) for d, _, names in os.walk(static) for f in names]
     files.append(os.path.join(ROOT, "lb", "web", "templates", "index.html"))

@@ -211,13 +211,15 @@ def test_every_answer_says_nosniff(client):
 
 # -- the asset version and the static files ---------------------------------------------------
 
-def test_templates_get_static_url_and_asset_version(app):
+def test_templates_get_static_url_with_the_asset_version(app, client):
     assert app.static_folder == STATIC and app.static_url_path == "/static"
     version = pages.asset_version(STATIC)
     assert re.fullmatch(r"[0-9a-f]{12}", version)
     with app.test_request_context("/"):
-        rendered = render_template_string("{{ static_url('app.js') }} {{ asset_version }}")
-    assert rendered == f"/static/app.js?v={version} {version}"
+        rendered = render_template_string("{{ static_url('app.js') }}")
+    assert rendered == f"/static/app.js?v={version}"
+    # app.js takes the version from its own URL for every module it loads: the page must give it one.
+    assert f'<script type="module" src="/static/app.js?v={version}"></script>' in client.get("/").get_data(as_text=True)
 
 
 def test_the_version_changes_with_any_file_its_name_or_a_new_one(tmp_path):

@@ -3,8 +3,7 @@
 // Versioning: the page loads app.js?v=<version> (static_url). Every other module is imported
 // dynamically with the same query string (import.meta.url's), so an upgrade never mixes files
 // from two releases and each module is loaded once (one URL, one instance).
-const Q = new URL(import.meta.url).search
-  || `?v=${encodeURIComponent(document.querySelector('meta[name=asset-version]')?.content || '')}`;
+const Q = new URL(import.meta.url).search;
 const load = (path) => import(new URL(`./${path}${Q}`, import.meta.url).href);
 
 // What the server hands the page (lb/web/pages.py): its screens, the nav's links and this router's table,
@@ -32,7 +31,7 @@ function showLoading() {
   main.replaceChildren(lib.ui.h('p', { class: 'muted loading' }, 'Loading…'));
 }
 
-// Mount a screen module's default export: async (ctx) => paints into ctx.main, then ctx.ready().
+// Mount a screen module's default export: async (ctx) => paints with ctx.paint(...), then ctx.ready().
 async function mount(screen, file, title, exportName = 'default') {
   teardown();
   const token = seq;
@@ -41,8 +40,6 @@ async function mount(screen, file, title, exportName = 'default') {
   const ctx = {
     ...lib,
     config,
-    main,
-    screen,
     alive: () => token === seq,
     onCleanup: (fn) => cleanups.push(fn),
     paint: (...nodes) => { if (token === seq) main.replaceChildren(...nodes); },

@@ -9,7 +9,6 @@ export function h(tag, attrs, ...children) {
     if (v === undefined || v === null || v === false) continue;
     if (k.startsWith('on') && typeof v === 'function') el.addEventListener(k.slice(2), v);
     else if (k === 'class') el.className = v;
-    else if (k === 'text') el.textContent = v;
     else if (k in el && typeof v !== 'string' && !k.includes('-')) el[k] = v; // hidden, disabled, checked, value
     else if (k === 'value') el.value = v;
     else el.setAttribute(k, v === true ? '' : v);
