@@ -9,6 +9,7 @@ overview's first paint are measured and printed, not asserted on time.
 """
 import json
 import os
+import re
 import time
 import urllib.request
 
@@ -28,6 +29,11 @@ LIMITS = pages.SHELL_DATA["limits"]
 
 def labels(page, select):
     return page.locator(f"{select} option").all_inner_texts()
+
+
+def count(page):
+    """The count beside the screen's title ("2 accounts")."""
+    return page.locator("#main .page-head p")
 
 
 @pytest.fixture
@@ -100,13 +106,17 @@ def test_an_administrator_walks_through_the_dashboard(served, upstream, page):
         assert page.title() == f"{screen.label} · Codex-LB"
         assert page.url == base + screen.path
 
-    # Two accounts, imported by pasting their auth.json.
+    # Two accounts, imported by pasting their auth.json; the count beside the title follows.
     go(page, "Accounts", "accounts")
-    for name in ("a", "b"):
+    expect(count(page)).to_have_text("0 accounts")
+    expect(page.locator("#main tbody tr.empty")).to_have_count(1)
+    for name, counted in (("a", "1 account"), ("b", "2 accounts")):
         page.fill("#import-json", json.dumps(account_json(name)))
         page.get_by_role("button", name="Import").click()
         page.wait_for_selector(f"tr[data-account-id] >> text={name}@example.com")
+        expect(count(page)).to_have_text(counted)
     assert page.locator("tr[data-account-id]").count() == 2
+    expect(page.locator("tr[data-account-id] td.reason span.muted")).to_have_text(["—", "—"])  # no status reason
 
     # A key limited to one model; it is shown once, with the Codex CLI's config.
     go(page, "API keys", "keys")
@@ -124,7 +134,14 @@ def test_an_administrator_walks_through_the_dashboard(served, upstream, page):
     snippet = page.locator("pre[data-testid=codex-snippet]").inner_text()
     assert f'base_url = "{base}/backend-api/codex"' in snippet and 'env_key = "CODEX_LB_API_KEY"' in snippet
     assert key in snippet
+    expect(count(page)).to_have_text("1 key")
     shoot(page, "keys")
+
+    # Disabled and enabled again: the row is drawn anew, focus on its first button, the new one.
+    key_row = page.locator("tr[data-key-id]", has_text="laptop")
+    for press, then in (("Disable", "Enable"), ("Enable", "Disable")):
+        key_row.get_by_role("button", name=press).click()
+        expect(key_row.get_by_role("button", name=then)).to_be_focused()
 
     # Traffic: three requests through the proxy with the key, and two ingested logs (one failed).
     upstream.default = Stream(text="hello from the walk")
@@ -151,6 +168,8 @@ def test_an_administrator_walks_through_the_dashboard(served, upstream, page):
     assert card(page, "requests") == str(api["requestCount"]) == "5"
     assert float(card(page, "error-rate")) == pytest.approx(api["errorRate"])
     assert page.locator("svg[data-testid=usage-chart]").count() == 1
+    # Drawn as SVG (its namespace): an HTML element of that name would lay out no bars.
+    assert page.locator("svg[data-testid=usage-chart] rect.hit").first.bounding_box()["height"] > 0
     shoot(page, "overview")
 
     # Pausing an account changes the count.
@@ -158,6 +177,7 @@ def test_an_administrator_walks_through_the_dashboard(served, upstream, page):
     row = page.locator("tr[data-account-id]", has_text="a@example.com")
     row.get_by_role("button", name="Pause").click()
     page.wait_for_selector("tr[data-account-id]:has-text('a@example.com') [data-testid=account-status]:text('paused')")
+    expect(row.get_by_role("button", name="Resume")).to_be_focused()  # the new row's, the old one is gone
     shoot(page, "accounts")
     go(page, "Overview", "overview")
     expect(page.locator("[data-testid=card-accounts]")).to_have_attribute("data-value", "1")
@@ -165,10 +185,14 @@ def test_an_administrator_walks_through_the_dashboard(served, upstream, page):
     # The logs, filtered by status.
     go(page, "Request logs", "logs")
     assert page.locator("tr[data-request-id]").count() == 5
+    expect(count(page)).to_have_text("5 requests shown")
     assert page.locator("#filter-status option").count() == 1 + len(pages.SHELL_DATA["logStatuses"])
     page.select_option("#filter-status", "error")
     expect(page.locator("tr[data-request-id]")).to_have_count(1)  # no wait_for_function: the CSP forbids eval
     assert page.locator("[data-testid=log-status]").inner_text().strip() == "error"
+    expect(count(page)).to_have_text("1 request shown")
+    expect(page.locator("#main tbody")).not_to_have_class(re.compile(r"\bstale\b"))  # the reload is over
+    expect(page.locator("tr[data-request-id]", has_text="o3-pro").locator("td").nth(4)).to_have_text("—")  # no key
     shoot(page, "logs")
 
     # Usage: the totals the API gives; grouped by account, rows named by the accounts' emails.
@@ -176,8 +200,11 @@ def test_an_administrator_walks_through_the_dashboard(served, upstream, page):
     assert labels(page, "#usage-group") == [label for _, label in pages.SHELL_DATA["usageGroups"]]
     totals = page.request.get(base + "/api/usage?groupBy=day").json()["totals"]
     expect(page.locator("#main tfoot td.num").first).to_have_text(str(totals["requests"]))
+    expect(page.locator("#main thead th").first).to_have_text("Day")
     page.select_option("#usage-group", "account")
     expect(page.locator("#main tbody tr", has_text="a@example.com")).to_have_count(1)
+    expect(page.locator("#main thead th").first).to_have_text("Account")  # the column is named by the grouping
+    expect(page.locator("#main tbody")).not_to_have_class(re.compile(r"\bstale\b"))
     shoot(page, "usage")
 
     # TOTP on, confirmed with a code from the secret the page shows.
@@ -186,6 +213,8 @@ def test_an_administrator_walks_through_the_dashboard(served, upstream, page):
     page.wait_for_selector("img[data-testid=totp-qr]")
     secret = page.locator("[data-testid=totp-secret]").inner_text().strip().replace(" ", "")
     totp, step = pyotp.TOTP(secret), int(time.time()) // 30
+    page.fill("#totp-confirm-code", "12 34-56 78")  # digits only, as many as a code has
+    expect(page.locator("#totp-confirm-code")).to_have_value("123456")
     page.fill("#totp-confirm-code", totp.at(step * 30))
     page.get_by_role("button", name="Confirm").click()
     page.wait_for_selector("button:has-text('Disable TOTP')")
@@ -199,7 +228,8 @@ def test_an_administrator_walks_through_the_dashboard(served, upstream, page):
     page.get_by_role("button", name="Log in").click()
     on(page, "totp")
     shoot(page, "totp")
-    page.fill("#totp-code", totp.at((step + 1) * 30))  # submits itself on the sixth digit
+    code = totp.at((step + 1) * 30)
+    page.fill("#totp-code", f"{code[:3]} {code[3:]}")  # the space is dropped; submits itself on the sixth digit
     on(page, "overview")
     assert card(page, "accounts") == "1"
 

@@ -96,7 +96,7 @@ function decide(state) {
 // Ask the API where we stand (on load, after a 401, after log-out).
 function check(fallback) {
   if (checking) return checking;
-  checking = lib.api.get('/api/dashboard-auth/session')
+  checking = lib.api.get(`${lib.api.AUTH}/session`)
     .then(decide)
     .catch((err) => {
       if (fallback) showAuth(fallback);
@@ -111,7 +111,7 @@ async function logout() {
   teardown();
   if (location.pathname !== '/') history.replaceState(null, '', '/');
   try {
-    await lib.api.post('/api/dashboard-auth/logout');
+    await lib.api.post(`${lib.api.AUTH}/logout`);
   } catch {
     // Whatever the answer, the session check below shows where we stand.
   }

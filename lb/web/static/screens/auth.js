@@ -1,5 +1,4 @@
 // The three auth screens, shown in place of the current one (the URL does not change).
-const AUTH = '/api/dashboard-auth';
 
 function card(ctx, title, intro, form) {
   const { h } = ctx.ui;
@@ -23,7 +22,7 @@ export async function setup(ctx) {
     if (!tokenField.hidden && token.value.trim()) body.bootstrapToken = token.value.trim();
     busy(button, alert, async () => {
       try {
-        ctx.authDone(await ctx.api.post(`${AUTH}/password/setup`, body));
+        ctx.authDone(await ctx.api.post(`${ctx.api.AUTH}/password/setup`, body));
       } catch (err) {
         if (err.code === 'bootstrap_required') {
           const first = tokenField.hidden;
@@ -50,7 +49,7 @@ export async function login(ctx) {
   form.addEventListener('submit', (event) => {
     event.preventDefault();
     busy(button, alert, async () => {
-      const state = await ctx.api.post(`${AUTH}/password/login`, { password: password.value });
+      const state = await ctx.api.post(`${ctx.api.AUTH}/password/login`, { password: password.value });
       ctx.authDone(state);
     }).then(() => { if (!alert.hidden) { password.select(); password.focus(); } });
   });
@@ -60,10 +59,9 @@ export async function login(ctx) {
 }
 
 export async function totp(ctx) {
-  const { h, field, alertBox, busy } = ctx.ui;
+  const { h, field, alertBox, busy, codeInput } = ctx.ui;
   const digits = ctx.config.limits.totpDigits;
-  const code = h('input', { id: 'totp-code', type: 'text', inputmode: 'numeric', autocomplete: 'one-time-code',
-    spellcheck: 'false', class: 'code' });
+  const code = codeInput('totp-code', digits);
   const alert = alertBox();
   const button = h('button', { class: 'btn primary', type: 'submit' }, 'Verify');
   const cancel = h('button', { class: 'btn ghost', type: 'button', onclick: () => ctx.logout() }, 'Log out');
@@ -75,16 +73,14 @@ export async function totp(ctx) {
     if (code.value.length !== digits) { alert.show(`Enter the ${digits} digits of the code.`); code.focus(); return; }
     sending = true;
     busy(button, alert, async () => {
-      ctx.authDone(await ctx.api.post(`${AUTH}/totp/verify`, { code: code.value }));
+      ctx.authDone(await ctx.api.post(`${ctx.api.AUTH}/totp/verify`, { code: code.value }));
     }).then(() => {
       sending = false;
       if (!alert.hidden) { code.value = ''; code.focus(); }
     });
   };
-  code.addEventListener('input', () => {
-    const typed = code.value.replace(/\D/g, '').slice(0, digits);
-    if (typed !== code.value) code.value = typed;
-    if (typed.length === digits) submit();
+  code.addEventListener('input', () => { // after codeInput's own listener has kept the digits
+    if (code.value.length === digits) submit();
     else alert.clear();
   });
   form.addEventListener('submit', (event) => { event.preventDefault(); submit(); });

@@ -1,10 +1,9 @@
 // API keys: create (models, expiry, limits), show a new key once with a Codex config, and manage keys.
 export default async function keys(ctx) {
-  const { h, field, alertBox, busy, table, emptyRow, badge, time, confirm, section } = ctx.ui;
+  const { h, field, alertBox, busy, table, emptyRow, rowList, badge, time, confirm, section, muted } = ctx.ui;
   const { api, f } = ctx;
   const { keyMetrics, keyWindows, codexModel, limits } = ctx.config;
   const [models, first] = await Promise.all([api.get('/api/models').then((d) => d.models), api.get('/api/api-keys')]);
-  let list = first.apiKeys;
   const modelName = new Map(models.map((m) => [m.id, m.name]));
 
   // The key shown once, with what the Codex CLI needs.
@@ -93,8 +92,7 @@ export default async function keys(ctx) {
       }
       if (rows.length) body.limits = rows.map((r) => r.read());
       const k = await api.post('/api/api-keys', body);
-      list.push(k);
-      paint();
+      keyRows.put(k);
       form.reset();
       limitRows.replaceChildren();
       addLimit.disabled = false;
@@ -110,8 +108,8 @@ export default async function keys(ctx) {
     const metric = keyMetrics.find(([v]) => v === l.metric)?.[1] || l.metric;
     return ctx.ui.bar(l.max ? (l.used / l.max) * 100 : 0, `${metric} / ${l.window}`,
       `${fmtv(l.used)} of ${fmtv(l.max)} used; resets ${f.dateTime(l.resetsAt)}`);
-  }) : h('span', { class: 'muted' }, 'None'));
-  const models_ = (k) => (k.allowedModels ? k.allowedModels.map((m) => h('code', { class: 'chip', title: modelName.get(m) || m }, m)) : h('span', { class: 'muted' }, 'All models'));
+  }) : muted('None'));
+  const models_ = (k) => (k.allowedModels ? k.allowedModels.map((m) => h('code', { class: 'chip', title: modelName.get(m) || m }, m)) : muted('All models'));
   const row = (k) => {
     const alert = alertBox();
     const expired = k.expiresAt && new Date(k.expiresAt) <= new Date();
@@ -120,44 +118,38 @@ export default async function keys(ctx) {
     const remove = h('button', { class: 'btn small danger', type: 'button' }, 'Delete');
     const path = `/api/api-keys/${encodeURIComponent(k.id)}`;
     toggle.addEventListener('click', () => busy(toggle, alert, async () => {
-      replace(await api.patch(path, { enabled: !k.enabled }), 'toggle');
+      keyRows.put(await api.patch(path, { enabled: !k.enabled }), true);
     }));
     regen.addEventListener('click', () => busy(regen, alert, async () => {
       const fresh = await api.post(`${path}/regenerate`);
-      replace(fresh);
+      keyRows.put(fresh);
       showKey(fresh, 'Regenerated');
     }));
     remove.addEventListener('click', async () => {
       if (!(await confirm('Delete API key?', `Delete “${k.name}”? Clients using it stop working at once.`))) return;
       await busy(remove, alert, async () => {
         try { await api.del(path); } catch (err) { if (err.code !== 'api_key_not_found') throw err; }
-        list = list.filter((x) => x.id !== k.id);
-        paint();
+        keyRows.drop(k.id);
       });
     });
     return h('tr', { 'data-key-id': k.id },
       h('td', {}, h('span', { class: 'strong' }, k.name)),
       h('td', {}, h('code', {}, k.keyPrefix, '…')),
       h('td', { class: 'chips' }, models_(k)),
-      h('td', { class: 'nowrap' }, k.expiresAt ? h('span', { class: expired ? 'error-text' : '' }, time(k.expiresAt)) : h('span', { class: 'muted' }, 'Never')),
-      h('td', { class: 'nowrap' }, k.lastUsedAt ? time(k.lastUsedAt) : h('span', { class: 'muted' }, 'Never')),
+      h('td', { class: 'nowrap' }, k.expiresAt ? h('span', { class: expired ? 'error-text' : '' }, time(k.expiresAt)) : muted('Never')),
+      h('td', { class: 'nowrap' }, k.lastUsedAt ? time(k.lastUsedAt) : muted('Never')),
       h('td', {}, badge(expired ? 'expired' : k.enabled ? 'enabled' : 'disabled')),
       h('td', { class: 'usage-cell' }, limitBars(k)),
       h('td', { class: 'actions' }, h('div', { class: 'row' }, toggle, regen, remove), alert));
   };
-  const replace = (k, focus) => {
-    list = list.map((x) => (x.id === k.id ? k : x));
-    const old = tbody.querySelector(`tr[data-key-id="${CSS.escape(k.id)}"]`);
-    const fresh = row(k);
-    if (old) old.replaceWith(fresh); else paint();
-    if (focus) fresh.querySelector('button').focus();
-  };
   const count = h('p', { class: 'muted small' });
-  const paint = () => {
-    tbody.replaceChildren(...(list.length ? list.map(row) : [emptyRow(8, 'No API keys yet. Create one above.')]));
-    count.textContent = `${f.num(list.length)} key${list.length === 1 ? '' : 's'}`;
-  };
-  paint();
+  const keyRows = rowList(tbody, {
+    key: 'data-key-id',
+    render: row,
+    empty: () => emptyRow(8, 'No API keys yet. Create one above.'),
+    changed: (list) => { count.textContent = f.plural(list.length, 'key'); },
+  });
+  keyRows.paint(first.apiKeys);
 
   ctx.paint(
     h('div', { class: 'page-head' }, h('h1', {}, 'API keys'), count),

@@ -1,7 +1,7 @@
 // Request logs: filters, newest first, "Load more" by cursor.
 
 export default async function logs(ctx) {
-  const { h, field, alertBox, busy, table, emptyRow, badge, time, soft, names } = ctx.ui;
+  const { h, field, alertBox, busy, whileStale, table, emptyRow, badge, time, soft, names, dash } = ctx.ui;
   const { api, f } = ctx;
   const { logStatuses, limits } = ctx.config;
   // Names for ids: the catalog, accounts and keys (a failure here only costs the names).
@@ -35,7 +35,6 @@ export default async function logs(ctx) {
     return q;
   };
   const filtered = () => Object.values(filters).some((el) => el.value);
-  const dash = () => h('span', { class: 'muted' }, '—');
   const row = (r) => {
     const failed = r.status !== 'ok' && r.status !== 'cancelled';
     return h('tr', { 'data-request-id': r.requestId ?? '', 'data-log-id': r.id, class: failed ? 'failed' : null },
@@ -52,7 +51,7 @@ export default async function logs(ctx) {
       h('td', { class: 'error-code' }, r.errorCode ? h('code', {}, r.errorCode) : dash()));
   };
   const paintCount = () => {
-    count.textContent = shown ? `${f.num(shown)} request${shown === 1 ? '' : 's'} shown${cursor ? ', more available' : ''}` : '';
+    count.textContent = shown ? `${f.plural(shown, 'request')} shown${cursor ? ', more available' : ''}` : '';
   };
 
   // First page (replace) or next page (append).
@@ -71,10 +70,7 @@ export default async function logs(ctx) {
     paintCount();
     return true;
   };
-  const reload = () => {
-    tbody.classList.add('stale');
-    busy(null, filterAlert, () => fetchPage(false)).finally(() => tbody.classList.remove('stale'));
-  };
+  const reload = () => whileStale(tbody, filterAlert, () => fetchPage(false));
   for (const el of Object.values(filters)) el.addEventListener('change', reload);
   clear.addEventListener('click', () => { for (const el of Object.values(filters)) el.value = ''; reload(); });
   more.addEventListener('click', () => busy(more, moreAlert, () => fetchPage(true)));
