@@ -121,12 +121,17 @@ def test_an_administrator_walks_through_the_dashboard(served, upstream, page):
     # A key limited to one model; it is shown once, with the Codex CLI's config.
     go(page, "API keys", "keys")
     assert page.get_attribute("#key-name", "maxlength") == str(LIMITS["keyNameMaxLength"])
-    page.get_by_role("button", name="Add limit").click()  # its choices are the API's, then it is taken away
+    page.fill("#key-name", "laptop")
+    page.get_by_role("button", name="Add limit").click()  # its choices are the API's; without a maximum, refused
+    expect(page.locator("#limit-metric-1")).to_be_focused()
     assert labels(page, "#limit-metric-1") == [label for _, label in pages.SHELL_DATA["keyMetrics"]]
     assert labels(page, "#limit-window-1") == [label for _, label in pages.SHELL_DATA["keyWindows"]]
+    page.get_by_role("button", name="Create key").click()
+    expect(page.get_by_role("alert")).to_have_text("limits: every limit needs a maximum above 0.")
+    expect(page.locator("#limit-max-1")).to_be_focused()
     page.get_by_role("button", name="Remove this limit").click()
     expect(page.locator(".limit-row")).to_have_count(0)
-    page.fill("#key-name", "laptop")
+    expect(page.get_by_role("button", name="Add limit")).to_be_focused()
     page.check("fieldset#key-models input[value='gpt-5.3-codex']")
     page.get_by_role("button", name="Create key").click()
     key = page.locator("[data-testid=new-key]").inner_text().strip()
@@ -232,6 +237,19 @@ def test_an_administrator_walks_through_the_dashboard(served, upstream, page):
     page.fill("#totp-code", f"{code[:3]} {code[3:]}")  # the space is dropped; submits itself on the sixth digit
     on(page, "overview")
     assert card(page, "accounts") == "1"
+
+    # The key regenerated (shown once, a new one), then deleted: the table is empty again.
+    go(page, "API keys", "keys")
+    page.get_by_role("button", name="Regenerate").click()
+    expect(page.locator(".reveal h2")).to_have_text("Regenerated key “laptop”")
+    regenerated = page.locator("[data-testid=new-key]").inner_text().strip()
+    assert regenerated.startswith("sk-clb-") and regenerated != key
+    page.get_by_role("button", name="Done").click()
+    expect(page.locator(".reveal")).to_be_hidden()
+    page.get_by_role("button", name="Delete").click()
+    page.get_by_role("dialog").get_by_role("button", name="Delete").click()
+    expect(page.locator("#main tbody tr.empty")).to_have_text("No API keys yet. Create one above.")
+    expect(count(page)).to_have_text("0 keys")
 
     assert page.console_errors == []
     # Every module came with the page's asset version (app.js hands its own on), so none is ever stale.
