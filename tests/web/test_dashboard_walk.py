@@ -1,11 +1,13 @@
 """The dashboard in a real browser (Debian's chromium through Playwright), against the real server.
 
 One walk through what an administrator does on a fresh install: first run,
-every screen of the nav, accounts, a key, traffic through the proxy, the overview agreeing with the API,
-a pause, the logs filtered, TOTP on, log out, log in again. Every screen is
-photographed at desktop and phone width and checked for sideways overflow at
-375 px; the console must stay free of errors. The asset size and the
-overview's first paint are measured and printed, not asserted on time.
+every screen of the nav, accounts, a key (shown once, then kept nowhere in the
+page), traffic through the proxy, the overview agreeing with the API, a pause,
+the logs filtered, TOTP on, log out, log in again, the key regenerated and
+deleted. Every screen is photographed at desktop and phone width and checked
+for sideways overflow at 375 px; the console must stay free of errors. The
+asset size and the overview's first paint are measured and printed, not
+asserted on time.
 """
 import json
 import os
@@ -29,6 +31,20 @@ LIMITS = pages.SHELL_DATA["limits"]
 
 def labels(page, select):
     return page.locator(f"{select} option").all_inner_texts()
+
+
+def in_page_memory(page, text):
+    """Whether ``text`` is a string anywhere in the page's JavaScript heap, once garbage is collected."""
+    cdp = page.context.new_cdp_session(page)
+    chunks = []
+    cdp.on("HeapProfiler.addHeapSnapshotChunk", lambda event: chunks.append(event["chunk"]))
+    try:
+        cdp.send("HeapProfiler.enable")
+        cdp.send("HeapProfiler.collectGarbage")
+        cdp.send("HeapProfiler.takeHeapSnapshot", {"reportProgress": False})
+    finally:
+        cdp.detach()
+    return text in "".join(chunks)
 
 
 def count(page):
@@ -141,6 +157,9 @@ def test_an_administrator_walks_through_the_dashboard(served, upstream, page):
     assert key in snippet
     expect(count(page)).to_have_text("1 key")
     shoot(page, "keys")
+    assert in_page_memory(page, key)  # while shown: the search finds it
+    page.get_by_role("button", name="Done").click()
+    assert not in_page_memory(page, key)  # shown once: the table's list of keys kept no copy
 
     # Disabled and enabled again: the row is drawn anew, focus on its first button, the new one.
     key_row = page.locator("tr[data-key-id]", has_text="laptop")
@@ -244,8 +263,10 @@ def test_an_administrator_walks_through_the_dashboard(served, upstream, page):
     expect(page.locator(".reveal h2")).to_have_text("Regenerated key “laptop”")
     regenerated = page.locator("[data-testid=new-key]").inner_text().strip()
     assert regenerated.startswith("sk-clb-") and regenerated != key
+    assert in_page_memory(page, regenerated)  # on show: the search finds it
     page.get_by_role("button", name="Done").click()
     expect(page.locator(".reveal")).to_be_hidden()
+    assert not in_page_memory(page, regenerated)  # shown once: the screen's list of keys kept no copy
     page.get_by_role("button", name="Delete").click()
     page.get_by_role("dialog").get_by_role("button", name="Delete").click()
     expect(page.locator("#main tbody tr.empty")).to_have_text("No API keys yet. Create one above.")

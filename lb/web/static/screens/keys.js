@@ -8,13 +8,16 @@ export default async function keys(ctx) {
   const reveal = revealBox(ctx);
   const listed = keyTable(ctx, models, count, reveal);
   const form = createForm(ctx, models, (k) => {
-    listed.rows.put(k);
+    listed.rows.put(withoutPlaintext(k));
     reveal.show(k, 'New');
   });
   listed.rows.paint(first.apiKeys);
   ctx.paint(header(ctx, count), ui.section('Create a key', form), reveal.el, listed.el);
   ctx.ready();
 }
+
+// A key as the table keeps it: the plaintext is for the reveal box alone, gone with it once shown.
+const withoutPlaintext = ({ key, ...kept }) => kept;
 
 function header(ctx, count) {
   const { h } = ctx.ui;
@@ -188,7 +191,7 @@ function keyRow(ctx, k, { rows, reveal, modelName }) {
   }));
   regen.addEventListener('click', () => busy(regen, alert, async () => {
     const fresh = await api.post(`${path}/regenerate`);
-    rows.put(fresh);
+    rows.put(withoutPlaintext(fresh));
     reveal.show(fresh, 'Regenerated');
   }));
   remove.addEventListener('click', async () => {
