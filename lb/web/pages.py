@@ -3,7 +3,9 @@
 The page is only a shell: its JavaScript asks the JSON API for everything, so
 serving it needs neither a session nor the database (lb.database skips its
 connection for this blueprint and the static files). Every other path, an
-unknown one included, keeps the JSON rules of lb.errors.
+unknown one included, keeps the JSON rules of lb.errors. SCREENS is the one
+table of the dashboard's screens: their paths here, the nav in the template,
+and, in the page's JSON data block with the API's limits, app.js's router.
 """
 import hashlib
 import mimetypes
@@ -60,7 +62,8 @@ SHELL_DATA = {
     "codexModel": store.SEED_CATALOG[0][0],
 }
 
-# Only our own files: no inline script or style, no plugins, no framing, no <base> rewriting.
+# Only our own files: no inline script or style (the page's JSON data block is never run), no plugins,
+# no framing, no <base> rewriting.
 CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; "
        "object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'")
 PAGE_HEADERS = {
