@@ -5,8 +5,8 @@ import os
 from flask import Flask
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from lb import (auth, config, credentials, crypto, database, demo, errors, keys, metrics, pages, proxy, refresh,
-                rollups, sessions, store, tables, totp, views)
+from lb import (auth, config, credentials, crypto, database, demo, errors, keys, metrics, proxy, refresh, rollups,
+                sessions, store, tables, totp, views, web)
 
 log = logging.getLogger(__name__)
 
@@ -36,7 +36,7 @@ def create_app(overrides=None):
     metrics.init_app(app)  # GET /metrics, when LB_METRICS_TOKEN is set; the faces count through it
     views.init_app(app)
     proxy.init_app(app)
-    pages.init_app(app)  # the browser face: the HTML shell and its static files
+    web.init_app(app)  # the browser face: the HTML shell and its static files
     # The maintenance commands.
     sessions.init_app(app)
     rollups.init_app(app)

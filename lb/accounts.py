@@ -12,6 +12,9 @@ from lb.tables import ACCOUNT_STATUSES, Account, db
 
 # The statuses an account comes back from on its own; resetsAt says when.
 WAITING_STATUSES = ("rate_limited", "quota_exceeded")
+# The columns' lengths (lb.models).
+EMAIL_MAX_LENGTH = 254
+PLAN_TYPE_MAX_LENGTH = 64
 
 
 def has_credentials(account):
@@ -85,12 +88,12 @@ def find(account_id):
 def get_email(data, name="email", label=None):
     """The email and its lower-cased key, both within the column's 254 characters."""
     label = label or name
-    email = get_str(data, name, label, max_len=254)
+    email = get_str(data, name, label, max_len=EMAIL_MAX_LENGTH)
     if not EMAIL.fullmatch(email):
         raise invalid(label, "must be an email address")
     key = email.lower()
-    if len(key) > 254:  # lower-casing can lengthen it: "İ" becomes two characters
-        raise invalid(label, "must be at most 254 characters once lower-cased")
+    if len(key) > EMAIL_MAX_LENGTH:  # lower-casing can lengthen it: "İ" becomes two characters
+        raise invalid(label, f"must be at most {EMAIL_MAX_LENGTH} characters once lower-cased")
     return email, key
 
 
@@ -102,7 +105,7 @@ def _optional_text(data, name, max_len):
 def create(data, now):
     """Create a manual account (no ChatGPT workspace) at ``now``; 409 if another manual one has the email."""
     email, email_key = get_email(data)
-    plan_type = _optional_text(data, "planType", 64)
+    plan_type = _optional_text(data, "planType", PLAN_TYPE_MAX_LENGTH)
     status = get_choice(data, "status", ACCOUNT_STATUSES, default="active")
     reason = _optional_text(data, "statusReason", 500)
     try:
@@ -123,7 +126,7 @@ def update(account_id, data, now):
             raise invalid("status", "must be one of " + ", ".join(ACCOUNT_STATUSES))
         changes["status"] = get_choice(data, "status", ACCOUNT_STATUSES)
     if "planType" in data:
-        changes["plan_type"] = _optional_text(data, "planType", 64)
+        changes["plan_type"] = _optional_text(data, "planType", PLAN_TYPE_MAX_LENGTH)
     if "statusReason" in data:
         changes["status_reason"] = _optional_text(data, "statusReason", 500)
     with db.atomic():

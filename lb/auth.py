@@ -187,6 +187,6 @@ def client_key(now):
 
 def init_app(app):
     # No current_user in templates: it would look the session up in the database, and the
-    # dashboard's page is served without one (lb/pages.py); its script asks the API instead.
+    # dashboard's page is served without one (lb/web/pages.py); its script asks the API instead.
     login_manager.init_app(app, add_context_processor=False)
     login_manager.session_protection = None  # no Flask session cookie is involved

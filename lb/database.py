@@ -263,7 +263,7 @@ def init_app(app, reshaped=None):
     @app.before_request
     def _connect():
         if request.blueprint == "pages" or request.endpoint == "static":
-            return  # the dashboard's page and files need no database (lb/pages.py)
+            return  # the dashboard's page and files need no database (lb/web/pages.py)
         try:
             db.connect(reuse_if_open=True)
         except DatabaseError:

@@ -21,6 +21,7 @@ PREFIX_LENGTH = 15  # what keyPrefix shows: "sk-clb-" and 8 characters
 METRICS = ("totalTokens", "inputTokens", "outputTokens", "costUsd")
 WINDOWS = ("day", "week", "month")
 MAX_LIMITS = 8
+NAME_MAX_LENGTH = 128
 
 
 def mint():
@@ -107,7 +108,7 @@ def _limits(value):
 
 
 def _name(data):
-    return get_str(data, "name", min_len=1, max_len=128)
+    return get_str(data, "name", min_len=1, max_len=NAME_MAX_LENGTH)
 
 
 # -- the key's life ----------------------------------------------------------------------

@@ -18,8 +18,8 @@ from prometheus_client.core import GaugeMetricFamily
 
 from lb.auth import token_required
 from lb.errors import is_proxy_path
-from lb.pages import PATHS as PAGE_PATHS
 from lb.tables import ACCOUNT_STATUSES, LOG_STATUSES, Account, db
+from lb.web.pages import PATHS as PAGE_PATHS
 
 # Seconds from a millisecond to minutes: a proxied first byte may wait on a long reasoning turn.
 BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300)

@@ -15,6 +15,8 @@ from lb.tables import AuthFailure, DashboardSession, DashboardSettings, TotpSetu
 
 COOKIE = "dashboard_session"
 SESSION_MS = 12 * 3600 * 1000
+PASSWORD_MIN_LENGTH = 8
+PASSWORD_MAX_LENGTH = 256
 
 
 # -- the credentials row -------------------------------------------------------
@@ -111,7 +113,7 @@ def set_first_password(data, local, bootstrap_token):
         if token is None or not constant_equal(token, bootstrap_token):
             raise ApiError(401, "bootstrap_required",
                            "Setting the first password from another machine needs the bootstrap token")
-    hashed = hash_password(get_str(data, "password", min_len=8, max_len=256))
+    hashed = hash_password(get_str(data, "password", min_len=PASSWORD_MIN_LENGTH, max_len=PASSWORD_MAX_LENGTH))
     with db.atomic():
         if store.lock_settings().password_hash:  # checked again under the write lock
             _already_configured()
@@ -138,7 +140,7 @@ def change_password(data, current):
     require_password()
     ratelimit.check_rate_limit()
     password = get_str(data, "currentPassword")
-    new = get_str(data, "newPassword", min_len=8, max_len=256)
+    new = get_str(data, "newPassword", min_len=PASSWORD_MIN_LENGTH, max_len=PASSWORD_MAX_LENGTH)
     check_password(password)
     hashed = hash_password(new)
     with db.atomic():

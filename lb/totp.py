@@ -17,6 +17,9 @@ from lb.tables import DashboardSession, DashboardSettings, TotpSetup, db
 
 ISSUER = "Codex-LB"
 STEP = 30
+DIGITS = 6  # pyotp's default, what authenticator apps show
+# ASCII digits only: \d takes other scripts' digits, which compare_digest refuses with a TypeError.
+CODE = re.compile(f"[0-9]{{{DIGITS}}}")
 SETUP_MS = 10 * 60 * 1000
 
 
@@ -37,8 +40,7 @@ def normalize_code(code):
 def matching_step(secret, code):
     """The time step (within one step either side of now) whose code is ``code``, or None."""
     code = normalize_code(code)
-    # ASCII digits only: \d takes other scripts' digits, which compare_digest refuses with a TypeError.
-    if not re.fullmatch(r"[0-9]{6}", code):
+    if not CODE.fullmatch(code):
         return None
     totp = pyotp.TOTP(secret)
     now_step = now_ms() // 1000 // STEP

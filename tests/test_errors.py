@@ -33,7 +33,7 @@ def padded(size):
 
 @pytest.mark.parametrize("method, path", [
     ("GET", "/nope"),
-    ("GET", "/accounts/"),  # the dashboard's pages (test_pages.py) have no trailing-slash twins
+    ("GET", "/accounts/"),  # the dashboard's pages (web/test_pages.py) have no trailing-slash twins
     ("GET", "/api"),
     ("POST", "/api/nope"),
     ("GET", "/api/dashboard-auth"),

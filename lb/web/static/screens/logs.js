@@ -1,10 +1,9 @@
 // Request logs: filters, newest first, "Load more" by cursor.
-const STATUSES = ['ok', 'error', 'rate_limit', 'quota', 'cancelled'];
-const PAGE = 50;
 
 export default async function logs(ctx) {
-  const { h, field, alertBox, busy, table, emptyRow, badge, time, soft, names } = ctx.ui;
+  const { h, field, alertBox, busy, whileStale, table, emptyRow, badge, time, soft, names, dash } = ctx.ui;
   const { api, f } = ctx;
+  const { logStatuses, limits } = ctx.config;
   // Names for ids: the catalog, accounts and keys (a failure here only costs the names).
   const [models, { accountName, keyName }] = await Promise.all([
     soft(api.get('/api/models').then((d) => d.models)), names(api)]);
@@ -12,7 +11,7 @@ export default async function logs(ctx) {
   const select = (id, all, options) => h('select', { id },
     h('option', { value: '' }, all), options.map(([v, t]) => h('option', { value: v }, t)));
   const filters = {
-    status: select('filter-status', 'Any status', STATUSES.map((s) => [s, f.statusLabel(s)])),
+    status: select('filter-status', 'Any status', logStatuses.map((s) => [s, f.statusLabel(s)])),
     model: select('filter-model', 'Any model', models.map((m) => [m.id, m.id])),
     accountId: select('filter-account', 'Any account', [...accountName]),
     apiKeyId: select('filter-key', 'Any API key', [...keyName]),
@@ -29,14 +28,13 @@ export default async function logs(ctx) {
   let cursor = null, shown = 0, gen = 0;
 
   const query = () => {
-    const q = { limit: PAGE };
+    const q = { limit: limits.logPageSize };
     for (const [k, el] of Object.entries(filters)) {
       q[k] = el.type === 'datetime-local' ? f.fromLocalInput(el.value) : el.value;
     }
     return q;
   };
   const filtered = () => Object.values(filters).some((el) => el.value);
-  const dash = () => h('span', { class: 'muted' }, '—');
   const row = (r) => {
     const failed = r.status !== 'ok' && r.status !== 'cancelled';
     return h('tr', { 'data-request-id': r.requestId ?? '', 'data-log-id': r.id, class: failed ? 'failed' : null },
@@ -53,7 +51,7 @@ export default async function logs(ctx) {
       h('td', { class: 'error-code' }, r.errorCode ? h('code', {}, r.errorCode) : dash()));
   };
   const paintCount = () => {
-    count.textContent = shown ? `${f.num(shown)} request${shown === 1 ? '' : 's'} shown${cursor ? ', more available' : ''}` : '';
+    count.textContent = shown ? `${f.plural(shown, 'request')} shown${cursor ? ', more available' : ''}` : '';
   };
 
   // First page (replace) or next page (append).
@@ -72,10 +70,7 @@ export default async function logs(ctx) {
     paintCount();
     return true;
   };
-  const reload = () => {
-    tbody.classList.add('stale');
-    busy(null, filterAlert, () => fetchPage(false)).finally(() => tbody.classList.remove('stale'));
-  };
+  const reload = () => whileStale(tbody, filterAlert, () => fetchPage(false));
   for (const el of Object.values(filters)) el.addEventListener('change', reload);
   clear.addEventListener('click', () => { for (const el of Object.values(filters)) el.value = ''; reload(); });
   more.addEventListener('click', () => busy(more, moreAlert, () => fetchPage(true)));

@@ -9,6 +9,9 @@ export class ApiError extends Error {
   }
 }
 
+// The dashboard's own sign-in API: the session, the password, TOTP.
+export const AUTH = '/api/dashboard-auth';
+
 let authHandler = null;
 export const onAuthRequired = (fn) => { authHandler = fn; };
 

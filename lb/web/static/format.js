@@ -60,4 +60,7 @@ export function toLocalInput(iso) {
   return `${d.getFullYear()}-${p(d.getMonth() + 1)}-${p(d.getDate())}T${p(d.getHours())}:${p(d.getMinutes())}`;
 }
 
+// "1 account", "3 accounts".
+export const plural = (n, noun) => `${num(n)} ${noun}${n === 1 ? '' : 's'}`;
+
 export const statusLabel = (s) => String(s || '').replace(/_/g, ' ');

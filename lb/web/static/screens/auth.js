@@ -1,5 +1,4 @@
 // The three auth screens, shown in place of the current one (the URL does not change).
-const AUTH = '/api/dashboard-auth';
 
 function card(ctx, title, intro, form) {
   const { h } = ctx.ui;
@@ -8,21 +7,22 @@ function card(ctx, title, intro, form) {
 
 export async function setup(ctx) {
   const { h, field, alertBox, busy } = ctx.ui;
-  const password = h('input', { id: 'setup-password', type: 'password', autocomplete: 'new-password', required: true, minLength: 8, maxLength: 256 });
+  const { passwordMinLength: min, passwordMaxLength: max } = ctx.config.limits;
+  const password = h('input', { id: 'setup-password', type: 'password', autocomplete: 'new-password', required: true, minLength: min, maxLength: max });
   const token = h('input', { id: 'setup-bootstrap', type: 'text', autocomplete: 'off', spellcheck: 'false' });
   const tokenField = field('Bootstrap token', token, 'This page is opened from another machine: enter the token the server logged as it started.');
   tokenField.hidden = true;
   const alert = alertBox();
   const button = h('button', { class: 'btn primary', type: 'submit' }, 'Set password');
-  const form = h('form', { class: 'stack', novalidate: true }, ctx.ui.username(), field('Password', password, '8 to 256 characters.'), tokenField, alert, button);
+  const form = h('form', { class: 'stack', novalidate: true }, ctx.ui.username(), field('Password', password, `${min} to ${max} characters.`), tokenField, alert, button);
   form.addEventListener('submit', (event) => {
     event.preventDefault();
-    if (password.value.length < 8) { alert.show('The password must be at least 8 characters long.'); password.focus(); return; }
+    if (password.value.length < min) { alert.show(`The password must be at least ${min} characters long.`); password.focus(); return; }
     const body = { password: password.value };
     if (!tokenField.hidden && token.value.trim()) body.bootstrapToken = token.value.trim();
     busy(button, alert, async () => {
       try {
-        ctx.authDone(await ctx.api.post(`${AUTH}/password/setup`, body));
+        ctx.authDone(await ctx.api.post(`${ctx.api.AUTH}/password/setup`, body));
       } catch (err) {
         if (err.code === 'bootstrap_required') {
           const first = tokenField.hidden;
@@ -49,7 +49,7 @@ export async function login(ctx) {
   form.addEventListener('submit', (event) => {
     event.preventDefault();
     busy(button, alert, async () => {
-      const state = await ctx.api.post(`${AUTH}/password/login`, { password: password.value });
+      const state = await ctx.api.post(`${ctx.api.AUTH}/password/login`, { password: password.value });
       ctx.authDone(state);
     }).then(() => { if (!alert.hidden) { password.select(); password.focus(); } });
   });
@@ -59,30 +59,28 @@ export async function login(ctx) {
 }
 
 export async function totp(ctx) {
-  const { h, field, alertBox, busy } = ctx.ui;
-  const code = h('input', { id: 'totp-code', type: 'text', inputmode: 'numeric', autocomplete: 'one-time-code',
-    spellcheck: 'false', class: 'code' });
+  const { h, field, alertBox, busy, codeInput } = ctx.ui;
+  const digits = ctx.config.limits.totpDigits;
+  const code = codeInput('totp-code', digits);
   const alert = alertBox();
   const button = h('button', { class: 'btn primary', type: 'submit' }, 'Verify');
   const cancel = h('button', { class: 'btn ghost', type: 'button', onclick: () => ctx.logout() }, 'Log out');
-  const form = h('form', { class: 'stack' }, field('Authentication code', code, 'The 6-digit code from your authenticator app.'),
+  const form = h('form', { class: 'stack' }, field('Authentication code', code, `The ${digits}-digit code from your authenticator app.`),
     alert, h('div', { class: 'row' }, button, cancel));
   let sending = false;
   const submit = () => {
     if (sending) return;
-    if (code.value.length !== 6) { alert.show('Enter the 6 digits of the code.'); code.focus(); return; }
+    if (code.value.length !== digits) { alert.show(`Enter the ${digits} digits of the code.`); code.focus(); return; }
     sending = true;
     busy(button, alert, async () => {
-      ctx.authDone(await ctx.api.post(`${AUTH}/totp/verify`, { code: code.value }));
+      ctx.authDone(await ctx.api.post(`${ctx.api.AUTH}/totp/verify`, { code: code.value }));
     }).then(() => {
       sending = false;
       if (!alert.hidden) { code.value = ''; code.focus(); }
     });
   };
-  code.addEventListener('input', () => {
-    const digits = code.value.replace(/\D/g, '').slice(0, 6);
-    if (digits !== code.value) code.value = digits;
-    if (digits.length === 6) submit();
+  code.addEventListener('input', () => { // after codeInput's own listener has kept the digits
+    if (code.value.length === digits) submit();
     else alert.clear();
   });
   form.addEventListener('submit', (event) => { event.preventDefault(); submit(); });

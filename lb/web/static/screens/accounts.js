@@ -1,8 +1,9 @@
 // Accounts: the table with pause/resume/delete, import of an auth.json, and a manual account.
 export default async function accounts(ctx) {
-  const { h, field, alertBox, busy, table, emptyRow, badge, bar, time, confirm, section } = ctx.ui;
+  const { h, field, alertBox, busy, table, emptyRow, rowList, badge, bar, time, confirm, section, dash, muted } = ctx.ui;
   const { api, f } = ctx;
-  let list = (await api.get('/api/accounts')).accounts;
+  const { emailMaxLength, planTypeMaxLength } = ctx.config.limits;
+  const first = (await api.get('/api/accounts')).accounts;
 
   const tbody = h('tbody');
   const count = h('p', { class: 'muted small' });
@@ -16,18 +17,18 @@ export default async function accounts(ctx) {
     const resetTitle = (label, iso) => `${label} window${iso ? `, resets ${f.dateTime(iso)} (${f.relative(iso)})` : ''}`;
     const tr = h('tr', { 'data-account-id': a.id },
       h('td', { class: 'email' }, h('span', { class: 'strong' }, a.email), a.chatgptAccountId ? h('div', { class: 'muted small' }, a.chatgptAccountId) : null),
-      h('td', {}, a.planType || h('span', { class: 'muted' }, '—')),
+      h('td', {}, a.planType || dash()),
       h('td', {}, badge(a.status, { 'data-testid': 'account-status' })),
-      h('td', { class: 'reason' }, a.statusReason || h('span', { class: 'muted' }, '—')),
+      h('td', { class: 'reason' }, a.statusReason || dash()),
       h('td', { class: 'usage-cell' },
         bar(u.primaryUsedPercent, 'Primary', resetTitle('Primary', u.primaryResetsAt)),
         bar(u.secondaryUsedPercent, 'Secondary', resetTitle('Secondary (weekly)', u.secondaryResetsAt))),
       h('td', {}, time(a.resetsAt)),
-      h('td', {}, a.hasCredentials ? 'Yes' : h('span', { class: 'muted' }, 'No')),
+      h('td', {}, a.hasCredentials ? 'Yes' : muted('No')),
       h('td', { class: 'actions' }, h('div', { class: 'row' }, toggle, remove), alert));
     toggle.addEventListener('click', () => busy(toggle, alert, async () => {
       const updated = await api.patch(`/api/accounts/${encodeURIComponent(a.id)}`, { status: paused ? 'active' : 'paused' });
-      replace(a.id, updated, true);
+      rows.put(updated, true);
     }));
     remove.addEventListener('click', async () => {
       if (!(await confirm('Delete account?', `Delete ${a.email}? Its request logs are kept.`))) return;
@@ -37,31 +38,18 @@ export default async function accounts(ctx) {
         } catch (err) {
           if (err.code !== 'account_not_found') throw err;
         }
-        list = list.filter((x) => x.id !== a.id);
-        tr.remove();
-        paintCount();
+        rows.drop(a.id);
       });
     });
     return tr;
   };
 
-  const paintCount = () => {
-    count.textContent = `${f.num(list.length)} account${list.length === 1 ? '' : 's'}`;
-    if (!list.length) tbody.replaceChildren(emptyRow(8, 'No accounts yet. Import an auth.json or add one below.'));
-  };
-  const paintAll = () => { tbody.replaceChildren(...list.map(row)); paintCount(); };
-  // Replace one row in place (focus stays on the row's first button after a toggle).
-  const replace = (id, a, refocus) => {
-    list = list.map((x) => (x.id === id ? a : x));
-    const old = tbody.querySelector(`tr[data-account-id="${CSS.escape(id)}"]`);
-    const fresh = row(a);
-    if (old) old.replaceWith(fresh); else paintAll();
-    if (refocus) fresh.querySelector('button').focus();
-  };
-  const upsert = (a) => {
-    if (list.some((x) => x.id === a.id)) replace(a.id, a);
-    else { list.push(a); paintAll(); }
-  };
+  const rows = rowList(tbody, {
+    key: 'data-account-id',
+    render: row,
+    empty: () => emptyRow(8, 'No accounts yet. Import an auth.json or add one below.'),
+    changed: (list) => { count.textContent = f.plural(list.length, 'account'); },
+  });
 
   // Import an auth.json: a file or pasted text.
   const fileInput = h('input', { id: 'import-file', type: 'file', accept: '.json,application/json' });
@@ -84,7 +72,7 @@ export default async function accounts(ctx) {
       let body;
       try { body = JSON.parse(raw); } catch { throw new Error('This is not valid JSON: paste the whole auth.json file.'); }
       const { status, data } = await api.request('POST', '/api/accounts/import', { body });
-      upsert(data);
+      rows.put(data);
       fileInput.value = '';
       text.value = '';
       importAlert.ok(`${status === 201 ? 'Imported' : 'Updated'} ${data.email}${data.planType ? ` (${data.planType})` : ''}.`);
@@ -92,8 +80,8 @@ export default async function accounts(ctx) {
   });
 
   // A manual account.
-  const email = h('input', { id: 'account-email', type: 'email', required: true, autocomplete: 'off', maxLength: 254 });
-  const plan = h('input', { id: 'account-plan', type: 'text', maxLength: 64, list: 'plan-types', autocomplete: 'off' });
+  const email = h('input', { id: 'account-email', type: 'email', required: true, autocomplete: 'off', maxLength: emailMaxLength });
+  const plan = h('input', { id: 'account-plan', type: 'text', maxLength: planTypeMaxLength, list: 'plan-types', autocomplete: 'off' });
   const addAlert = alertBox();
   const addButton = h('button', { class: 'btn', type: 'submit' }, 'Add account');
   const addForm = h('form', { class: 'stack' },
@@ -106,14 +94,14 @@ export default async function accounts(ctx) {
       const body = { email: email.value.trim() };
       if (plan.value.trim()) body.planType = plan.value.trim();
       const a = await api.post('/api/accounts', body);
-      upsert(a);
+      rows.put(a);
       email.value = '';
       plan.value = '';
       addAlert.ok(`Added ${a.email}.`);
     });
   });
 
-  paintAll();
+  rows.paint(first);
   ctx.paint(
     h('div', { class: 'page-head' }, h('h1', {}, 'Accounts'), count),
     h('section', { class: 'panel flush' },

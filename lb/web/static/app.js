@@ -3,18 +3,13 @@
 // Versioning: the page loads app.js?v=<version> (static_url). Every other module is imported
 // dynamically with the same query string (import.meta.url's), so an upgrade never mixes files
 // from two releases and each module is loaded once (one URL, one instance).
-const Q = new URL(import.meta.url).search
-  || `?v=${encodeURIComponent(document.querySelector('meta[name=asset-version]')?.content || '')}`;
+const Q = new URL(import.meta.url).search;
 const load = (path) => import(new URL(`./${path}${Q}`, import.meta.url).href);
 
-const ROUTES = {
-  '/': ['overview', 'Overview'],
-  '/accounts': ['accounts', 'Accounts'],
-  '/logs': ['logs', 'Request logs'],
-  '/usage': ['usage', 'Usage'],
-  '/keys': ['keys', 'API keys'],
-  '/settings': ['settings', 'Settings'],
-};
+// What the server hands the page (lb/web/pages.py): its screens, the nav's links and this router's table,
+// and the API's limits and choices for the screens (ctx.config).
+const config = JSON.parse(document.getElementById('shell-data').textContent);
+const ROUTES = new Map(config.screens.map((s) => [s.path, s]));
 const AUTH_TITLES = { setup: 'Set a password', login: 'Log in', totp: 'Two-factor code' };
 
 const main = document.getElementById('main');
@@ -36,7 +31,7 @@ function showLoading() {
   main.replaceChildren(lib.ui.h('p', { class: 'muted loading' }, 'Loading…'));
 }
 
-// Mount a screen module's default export: async (ctx) => paints into ctx.main, then ctx.ready().
+// Mount a screen module's default export: async (ctx) => paints with ctx.paint(...), then ctx.ready().
 async function mount(screen, file, title, exportName = 'default') {
   teardown();
   const token = seq;
@@ -44,8 +39,7 @@ async function mount(screen, file, title, exportName = 'default') {
   showLoading();
   const ctx = {
     ...lib,
-    main,
-    screen,
+    config,
     alive: () => token === seq,
     onCleanup: (fn) => cleanups.push(fn),
     paint: (...nodes) => { if (token === seq) main.replaceChildren(...nodes); },
@@ -86,9 +80,9 @@ function showAuth(kind) {
 
 function render() {
   authScreen = null;
-  const [screen, title] = ROUTES[location.pathname] || ROUTES['/'];
+  const { name, label } = ROUTES.get(location.pathname) || ROUTES.get('/');
   setNav(true);
-  mount(screen, screen, title);
+  mount(name, name, label);
 }
 
 // Session state → the screen it calls for.
@@ -102,7 +96,7 @@ function decide(state) {
 // Ask the API where we stand (on load, after a 401, after log-out).
 function check(fallback) {
   if (checking) return checking;
-  checking = lib.api.get('/api/dashboard-auth/session')
+  checking = lib.api.get(`${lib.api.AUTH}/session`)
     .then(decide)
     .catch((err) => {
       if (fallback) showAuth(fallback);
@@ -117,7 +111,7 @@ async function logout() {
   teardown();
   if (location.pathname !== '/') history.replaceState(null, '', '/');
   try {
-    await lib.api.post('/api/dashboard-auth/logout');
+    await lib.api.post(`${lib.api.AUTH}/logout`);
   } catch {
     // Whatever the answer, the session check below shows where we stand.
   }
@@ -137,7 +131,7 @@ document.addEventListener('click', (event) => {
   if (!a || event.defaultPrevented || event.button !== 0 || event.metaKey || event.ctrlKey
     || event.shiftKey || event.altKey || (a.target && a.target !== '_self') || a.hasAttribute('download')) return;
   const to = new URL(a.href, location.href);
-  if (to.origin !== location.origin || !(to.pathname in ROUTES)) return;
+  if (to.origin !== location.origin || !ROUTES.has(to.pathname)) return;
   event.preventDefault();
   if (authScreen) return; // nothing to navigate to until signed in
   if (to.pathname !== location.pathname || to.search !== location.search) history.pushState(null, '', to.pathname + to.search);

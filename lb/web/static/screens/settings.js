@@ -1,9 +1,9 @@
 // Settings & security: proxy settings, the password, TOTP and logging out.
-const AUTH = '/api/dashboard-auth';
 
 export default async function settings(ctx) {
-  const { h, field, alertBox, busy, section } = ctx.ui;
+  const { h, field, alertBox, busy, section, codeInput } = ctx.ui;
   const { api } = ctx;
+  const { AUTH } = api;
   const [values, session] = await Promise.all([api.get('/api/settings'), api.get(`${AUTH}/session`)]);
 
   // Toggles: saved as soon as they change; a failure puts the box back.
@@ -30,15 +30,16 @@ export default async function settings(ctx) {
 
   // Password change.
   const current = h('input', { id: 'current-password', type: 'password', autocomplete: 'current-password', required: true });
-  const next = h('input', { id: 'new-password', type: 'password', autocomplete: 'new-password', required: true, minLength: 8, maxLength: 256 });
+  const { passwordMinLength: min, passwordMaxLength: max } = ctx.config.limits;
+  const next = h('input', { id: 'new-password', type: 'password', autocomplete: 'new-password', required: true, minLength: min, maxLength: max });
   const pwAlert = alertBox();
   const pwButton = h('button', { class: 'btn', type: 'submit' }, 'Change password');
   const pwForm = h('form', { class: 'stack', novalidate: true }, ctx.ui.username(),
-    h('div', { class: 'grid2' }, field('Current password', current), field('New password', next, '8 to 256 characters.')), pwAlert, h('div', { class: 'row' }, pwButton));
+    h('div', { class: 'grid2' }, field('Current password', current), field('New password', next, `${min} to ${max} characters.`)), pwAlert, h('div', { class: 'row' }, pwButton));
   pwForm.addEventListener('submit', (event) => {
     event.preventDefault();
     busy(pwButton, pwAlert, async () => {
-      if (next.value.length < 8) { next.focus(); throw new Error('The new password must be at least 8 characters long.'); }
+      if (next.value.length < min) { next.focus(); throw new Error(`The new password must be at least ${min} characters long.`); }
       await api.post(`${AUTH}/password/change`, { currentPassword: current.value, newPassword: next.value });
       pwForm.reset();
       pwAlert.ok('Password changed. Every other session was logged out.');
@@ -47,19 +48,19 @@ export default async function settings(ctx) {
 
   // TOTP: enable (start → QR + secret → confirm) or disable (with a code).
   const totpBody = h('div', { class: 'stack' });
-  const codeInput = (id) => h('input', { id, type: 'text', inputmode: 'numeric', autocomplete: 'one-time-code', class: 'code', spellcheck: 'false', maxLength: 12 });
+  const digits = ctx.config.limits.totpDigits;
   const paintTotp = (configured, flash) => {
     const alert = alertBox();
     if (flash) alert.ok(flash);
     if (configured) {
-      const code = codeInput('totp-disable-code');
+      const code = codeInput('totp-disable-code', digits);
       const button = h('button', { class: 'btn danger', type: 'submit' }, 'Disable TOTP');
       const form = h('form', { class: 'stack' }, h('p', {}, 'Two-factor authentication is ', h('strong', {}, 'on'), ': logging in asks for a code from your authenticator app.'),
         field('Code to disable', code, 'A current code from your authenticator app.'), alert, h('div', { class: 'row' }, button));
       form.addEventListener('submit', (event) => {
         event.preventDefault();
         busy(button, alert, async () => {
-          await api.post(`${AUTH}/totp/disable`, { code: code.value.trim() });
+          await api.post(`${AUTH}/totp/disable`, { code: code.value });
           paintTotp(false, 'Two-factor authentication is off.');
         });
       });
@@ -70,14 +71,14 @@ export default async function settings(ctx) {
     const setup = h('div', { class: 'stack' });
     start.addEventListener('click', () => busy(start, alert, async () => {
       const s = await api.post(`${AUTH}/totp/setup/start`);
-      const code = codeInput('totp-confirm-code');
+      const code = codeInput('totp-confirm-code', digits);
       const confirmAlert = alertBox();
       const confirmButton = h('button', { class: 'btn primary', type: 'submit' }, 'Confirm');
       const form = h('form', { class: 'stack' }, field('Code from the app', code), confirmAlert, h('div', { class: 'row' }, confirmButton));
       form.addEventListener('submit', (event) => {
         event.preventDefault();
         busy(confirmButton, confirmAlert, async () => {
-          await api.post(`${AUTH}/totp/setup/confirm`, { setupToken: s.setupToken, code: code.value.trim() });
+          await api.post(`${AUTH}/totp/setup/confirm`, { setupToken: s.setupToken, code: code.value });
           paintTotp(true, 'Two-factor authentication is on. Other sessions must enter a code.');
         });
       });

@@ -1,14 +1,17 @@
 """The dashboard in a real browser (Debian's chromium through Playwright), against the real server.
 
 One walk through what an administrator does on a fresh install: first run,
-accounts, a key, traffic through the proxy, the overview agreeing with the API,
-a pause, the logs filtered, TOTP on, log out, log in again. Every screen is
-photographed at desktop and phone width and checked for sideways overflow at
-375 px; the console must stay free of errors. The asset size and the
-overview's first paint are measured and printed, not asserted on time.
+every screen of the nav, accounts, a key (shown once, then kept nowhere in the
+page), traffic through the proxy, the overview agreeing with the API, a pause,
+the logs filtered, TOTP on, log out, log in again, the key regenerated and
+deleted. Every screen is photographed at desktop and phone width and checked
+for sideways overflow at 375 px; the console must stay free of errors. The
+asset size and the overview's first paint are measured and printed, not
+asserted on time.
 """
 import json
 import os
+import re
 import time
 import urllib.request
 
@@ -19,12 +22,35 @@ from playwright.sync_api import expect
 from fixtureapps.upstream import Stream
 from helpers.data import INGEST, PASSWORD, ROOT, auth_json, id_token, jwt
 from helpers.servers import app_server
+from lb.web import pages
 
 pytestmark = pytest.mark.browser
 
 SHOTS = os.path.join(ROOT, "screenshots")
-SCREENS = {"Overview": "overview", "Accounts": "accounts", "Request logs": "logs", "Usage": "usage",
-           "API keys": "keys", "Settings": "settings"}
+LIMITS = pages.SHELL_DATA["limits"]
+
+
+def labels(page, select):
+    return page.locator(f"{select} option").all_inner_texts()
+
+
+def in_page_memory(page, text):
+    """Whether ``text`` is a string anywhere in the page's JavaScript heap, once garbage is collected."""
+    cdp = page.context.new_cdp_session(page)
+    chunks = []
+    cdp.on("HeapProfiler.addHeapSnapshotChunk", lambda event: chunks.append(event["chunk"]))
+    try:
+        cdp.send("HeapProfiler.enable")
+        cdp.send("HeapProfiler.collectGarbage")
+        cdp.send("HeapProfiler.takeHeapSnapshot", {"reportProgress": False})
+    finally:
+        cdp.detach()
+    return text in "".join(chunks)
+
+
+def count(page):
+    """The count beside the screen's title ("2 accounts")."""
+    return page.locator("#main .page-head p")
 
 
 @pytest.fixture
@@ -77,28 +103,52 @@ def card(page, name):
 def test_an_administrator_walks_through_the_dashboard(served, upstream, page):
     base = f"http://127.0.0.1:{served.port}"
     loaded = set()
-    page.on("response", lambda r: loaded.add(r.url.split("?")[0]) if "/static/" in r.url else None)
+    page.on("response", lambda r: loaded.add(r.url) if "/static/" in r.url else None)
 
     # First run: set the password; the overview starts at zero.
     page.goto(base + "/")
     on(page, "setup")
     shoot(page, "setup")
+    # The password's lengths are the API's, from the page's data.
+    assert page.get_attribute("#setup-password", "minlength") == str(LIMITS["passwordMinLength"])
+    assert page.get_attribute("#setup-password", "maxlength") == str(LIMITS["passwordMaxLength"])
     page.fill("#setup-password", PASSWORD)
     page.get_by_role("button", name="Set password").click()
     on(page, "overview")
     assert (card(page, "accounts"), card(page, "tokens"), card(page, "requests")) == ("0", "0", "0")
 
-    # Two accounts, imported by pasting their auth.json.
+    # The nav is the server's table of screens, and the router's: each link draws its screen, titled by its label.
+    for screen in pages.SCREENS[1:] + pages.SCREENS[:1]:
+        go(page, screen.label, screen.name)
+        assert page.title() == f"{screen.label} · Codex-LB"
+        assert page.url == base + screen.path
+
+    # Two accounts, imported by pasting their auth.json; the count beside the title follows.
     go(page, "Accounts", "accounts")
-    for name in ("a", "b"):
+    expect(count(page)).to_have_text("0 accounts")
+    expect(page.locator("#main tbody tr.empty")).to_have_count(1)
+    for name, counted in (("a", "1 account"), ("b", "2 accounts")):
         page.fill("#import-json", json.dumps(account_json(name)))
         page.get_by_role("button", name="Import").click()
         page.wait_for_selector(f"tr[data-account-id] >> text={name}@example.com")
+        expect(count(page)).to_have_text(counted)
     assert page.locator("tr[data-account-id]").count() == 2
+    expect(page.locator("tr[data-account-id] td.reason span.muted")).to_have_text(["—", "—"])  # no status reason
 
     # A key limited to one model; it is shown once, with the Codex CLI's config.
     go(page, "API keys", "keys")
+    assert page.get_attribute("#key-name", "maxlength") == str(LIMITS["keyNameMaxLength"])
     page.fill("#key-name", "laptop")
+    page.get_by_role("button", name="Add limit").click()  # its choices are the API's; without a maximum, refused
+    expect(page.locator("#limit-metric-1")).to_be_focused()
+    assert labels(page, "#limit-metric-1") == [label for _, label in pages.SHELL_DATA["keyMetrics"]]
+    assert labels(page, "#limit-window-1") == [label for _, label in pages.SHELL_DATA["keyWindows"]]
+    page.get_by_role("button", name="Create key").click()
+    expect(page.get_by_role("alert")).to_have_text("limits: every limit needs a maximum above 0.")
+    expect(page.locator("#limit-max-1")).to_be_focused()
+    page.get_by_role("button", name="Remove this limit").click()
+    expect(page.locator(".limit-row")).to_have_count(0)
+    expect(page.get_by_role("button", name="Add limit")).to_be_focused()
     page.check("fieldset#key-models input[value='gpt-5.3-codex']")
     page.get_by_role("button", name="Create key").click()
     key = page.locator("[data-testid=new-key]").inner_text().strip()
@@ -106,7 +156,17 @@ def test_an_administrator_walks_through_the_dashboard(served, upstream, page):
     snippet = page.locator("pre[data-testid=codex-snippet]").inner_text()
     assert f'base_url = "{base}/backend-api/codex"' in snippet and 'env_key = "CODEX_LB_API_KEY"' in snippet
     assert key in snippet
+    expect(count(page)).to_have_text("1 key")
     shoot(page, "keys")
+    assert in_page_memory(page, key)  # while shown: the search finds it
+    page.get_by_role("button", name="Done").click()
+    assert not in_page_memory(page, key)  # shown once: the table's list of keys kept no copy
+
+    # Disabled and enabled again: the row is drawn anew, focus on its first button, the new one.
+    key_row = page.locator("tr[data-key-id]", has_text="laptop")
+    for press, then in (("Disable", "Enable"), ("Enable", "Disable")):
+        key_row.get_by_role("button", name=press).click()
+        expect(key_row.get_by_role("button", name=then)).to_be_focused()
 
     # Traffic: three requests through the proxy with the key, and two ingested logs (one failed).
     upstream.default = Stream(text="hello from the walk")
@@ -133,6 +193,8 @@ def test_an_administrator_walks_through_the_dashboard(served, upstream, page):
     assert card(page, "requests") == str(api["requestCount"]) == "5"
     assert float(card(page, "error-rate")) == pytest.approx(api["errorRate"])
     assert page.locator("svg[data-testid=usage-chart]").count() == 1
+    # Drawn as SVG (its namespace): an HTML element of that name would lay out no bars.
+    assert page.locator("svg[data-testid=usage-chart] rect.hit").first.bounding_box()["height"] > 0
     shoot(page, "overview")
 
     # Pausing an account changes the count.
@@ -140,6 +202,7 @@ def test_an_administrator_walks_through_the_dashboard(served, upstream, page):
     row = page.locator("tr[data-account-id]", has_text="a@example.com")
     row.get_by_role("button", name="Pause").click()
     page.wait_for_selector("tr[data-account-id]:has-text('a@example.com') [data-testid=account-status]:text('paused')")
+    expect(row.get_by_role("button", name="Resume")).to_be_focused()  # the new row's, the old one is gone
     shoot(page, "accounts")
     go(page, "Overview", "overview")
     expect(page.locator("[data-testid=card-accounts]")).to_have_attribute("data-value", "1")
@@ -147,17 +210,26 @@ def test_an_administrator_walks_through_the_dashboard(served, upstream, page):
     # The logs, filtered by status.
     go(page, "Request logs", "logs")
     assert page.locator("tr[data-request-id]").count() == 5
+    expect(count(page)).to_have_text("5 requests shown")
+    assert page.locator("#filter-status option").count() == 1 + len(pages.SHELL_DATA["logStatuses"])
     page.select_option("#filter-status", "error")
     expect(page.locator("tr[data-request-id]")).to_have_count(1)  # no wait_for_function: the CSP forbids eval
     assert page.locator("[data-testid=log-status]").inner_text().strip() == "error"
+    expect(count(page)).to_have_text("1 request shown")
+    expect(page.locator("#main tbody")).not_to_have_class(re.compile(r"\bstale\b"))  # the reload is over
+    expect(page.locator("tr[data-request-id]", has_text="o3-pro").locator("td").nth(4)).to_have_text("—")  # no key
     shoot(page, "logs")
 
     # Usage: the totals the API gives; grouped by account, rows named by the accounts' emails.
     go(page, "Usage", "usage")
+    assert labels(page, "#usage-group") == [label for _, label in pages.SHELL_DATA["usageGroups"]]
     totals = page.request.get(base + "/api/usage?groupBy=day").json()["totals"]
     expect(page.locator("#main tfoot td.num").first).to_have_text(str(totals["requests"]))
+    expect(page.locator("#main thead th").first).to_have_text("Day")
     page.select_option("#usage-group", "account")
     expect(page.locator("#main tbody tr", has_text="a@example.com")).to_have_count(1)
+    expect(page.locator("#main thead th").first).to_have_text("Account")  # the column is named by the grouping
+    expect(page.locator("#main tbody")).not_to_have_class(re.compile(r"\bstale\b"))
     shoot(page, "usage")
 
     # TOTP on, confirmed with a code from the secret the page shows.
@@ -166,6 +238,8 @@ def test_an_administrator_walks_through_the_dashboard(served, upstream, page):
     page.wait_for_selector("img[data-testid=totp-qr]")
     secret = page.locator("[data-testid=totp-secret]").inner_text().strip().replace(" ", "")
     totp, step = pyotp.TOTP(secret), int(time.time()) // 30
+    page.fill("#totp-confirm-code", "12 34-56 78")  # digits only, as many as a code has
+    expect(page.locator("#totp-confirm-code")).to_have_value("123456")
     page.fill("#totp-confirm-code", totp.at(step * 30))
     page.get_by_role("button", name="Confirm").click()
     page.wait_for_selector("button:has-text('Disable TOTP')")
@@ -179,14 +253,34 @@ def test_an_administrator_walks_through_the_dashboard(served, upstream, page):
     page.get_by_role("button", name="Log in").click()
     on(page, "totp")
     shoot(page, "totp")
-    page.fill("#totp-code", totp.at((step + 1) * 30))  # submits itself on the sixth digit
+    code = totp.at((step + 1) * 30)
+    page.fill("#totp-code", f"{code[:3]} {code[3:]}")  # the space is dropped; submits itself on the sixth digit
     on(page, "overview")
     assert card(page, "accounts") == "1"
 
+    # The key regenerated (shown once, a new one), then deleted: the table is empty again.
+    go(page, "API keys", "keys")
+    page.get_by_role("button", name="Regenerate").click()
+    expect(page.locator(".reveal h2")).to_have_text("Regenerated key “laptop”")
+    regenerated = page.locator("[data-testid=new-key]").inner_text().strip()
+    assert regenerated.startswith("sk-clb-") and regenerated != key
+    assert in_page_memory(page, regenerated)  # on show: the search finds it
+    page.get_by_role("button", name="Done").click()
+    expect(page.locator(".reveal")).to_be_hidden()
+    assert not in_page_memory(page, regenerated)  # shown once: the screen's list of keys kept no copy
+    page.get_by_role("button", name="Delete").click()
+    page.get_by_role("dialog").get_by_role("button", name="Delete").click()
+    expect(page.locator("#main tbody tr.empty")).to_have_text("No API keys yet. Create one above.")
+    expect(count(page)).to_have_text("0 keys")
+
     assert page.console_errors == []
-    static = os.path.join(ROOT, "lb", "static")
+    # Every module came with the page's asset version (app.js hands its own on), so none is ever stale.
+    version = page.request.get(base + "/").text().split("/static/app.js?v=")[1][:12]
+    assert {url.split("?")[1] for url in loaded} == {f"v={version}"}
+    assert {url.split("?")[0].rsplit("/static/")[1] for url in loaded} >= {"app.js", "ui.js", "screens/keys.js"}
+    static = os.path.join(ROOT, "lb", "web", "static")
     files = [os.path.join(d, f) for d, _, names in os.walk(static) for f in names]
-    files.append(os.path.join(ROOT, "lb", "templates", "index.html"))
+    files.append(os.path.join(ROOT, "lb", "web", "templates", "index.html"))
     total = sum(os.path.getsize(f) for f in files)
     print(f"\ndashboard assets: {total:,} bytes in {len(files)} files ({len(loaded)} loaded by the walk); "
           f"overview with data painted {paint_ms:.0f} ms after navigation ({wall_ms:.0f} ms as the test saw it); "

@@ -17,9 +17,7 @@ export default async function overview(ctx) {
     return el;
   };
   const status = h('p', { class: 'muted small refresh-status', 'aria-live': 'polite' });
-  const svg = document.createElementNS('http://www.w3.org/2000/svg', 'svg');
-  svg.setAttribute('data-testid', 'usage-chart');
-  svg.setAttribute('class', 'chart');
+  const svg = ctx.chart.svgElement('svg', { 'data-testid': 'usage-chart', class: 'chart' });
   const chartBox = h('div', { class: 'chart-box' }, svg);
   const chartNote = h('p', { class: 'muted small' });
   const legend = h('ul', { class: 'legend', 'aria-label': 'Legend' },

@@ -1,11 +1,12 @@
 // An SVG chart: stacked bars of input and output tokens per day, and cost as a line.
-const NS = 'http://www.w3.org/2000/svg';
-function s(tag, attrs, text) {
-  const el = document.createElementNS(NS, tag);
+// An SVG element (the chart itself included: the overview makes the <svg> it draws into).
+export function svgElement(tag, attrs, text) {
+  const el = document.createElementNS('http://www.w3.org/2000/svg', tag);
   for (const [k, v] of Object.entries(attrs || {})) el.setAttribute(k, v);
   if (text !== undefined) el.textContent = text;
   return el;
 }
+const s = svgElement;
 
 // A "nice" axis top at or above max, whose quarters are round numbers too.
 function niceMax(max, floor = 1) {

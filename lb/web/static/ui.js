@@ -9,7 +9,6 @@ export function h(tag, attrs, ...children) {
     if (v === undefined || v === null || v === false) continue;
     if (k.startsWith('on') && typeof v === 'function') el.addEventListener(k.slice(2), v);
     else if (k === 'class') el.className = v;
-    else if (k === 'text') el.textContent = v;
     else if (k in el && typeof v !== 'string' && !k.includes('-')) el[k] = v; // hidden, disabled, checked, value
     else if (k === 'value') el.value = v;
     else el.setAttribute(k, v === true ? '' : v);
@@ -24,9 +23,13 @@ function append(el, children) {
   }
 }
 
+// Muted text, and the muted dash of an empty cell.
+export const muted = (text) => h('span', { class: 'muted' }, text);
+export const dash = () => muted('—');
+
 // <time> with a relative text and the exact ISO time in its title.
 export function time(iso) {
-  if (!iso) return h('span', { class: 'muted' }, '—');
+  if (!iso) return dash();
   return h('time', { datetime: iso, title: `${iso} (${f.dateTime(iso)})` }, f.relative(iso));
 }
 
@@ -85,7 +88,13 @@ export async function busy(button, alert, action) {
   }
 }
 
-// A table that scrolls inside its own wrapper on narrow screens.
+// Run `action` (a reload of a table's rows) with `el` greyed out meanwhile; errors go to `alert`.
+export function whileStale(el, alert, action) {
+  el.classList.add('stale');
+  return busy(null, alert, action).finally(() => el.classList.remove('stale'));
+}
+
+// A table that scrolls inside its own wrapper on narrow screens. body: its tbody, or [tbody, tfoot].
 export function table(headers, body, caption) {
   return h('div', { class: 'table-wrap' }, h('table', {},
     caption ? h('caption', { class: 'sr-only' }, caption) : null,
@@ -95,6 +104,52 @@ export function table(headers, body, caption) {
 }
 
 export const emptyRow = (cols, text) => h('tr', { class: 'empty' }, h('td', { colspan: String(cols) }, text));
+
+// A tbody drawn from records with ids, each row marked by the data attribute `key` holding its id.
+// empty() is the row shown when there is none; changed(list) runs when records come or go.
+export function rowList(tbody, { key, render, empty, changed }) {
+  let list = [];
+  const rowOf = (id) => tbody.querySelector(`tr[${key}="${CSS.escape(id)}"]`);
+  const after = () => {
+    if (!list.length) tbody.replaceChildren(empty());
+    changed(list);
+  };
+  const rows = {
+    paint(records = list) {
+      list = [...records];
+      tbody.replaceChildren(...list.map(render));
+      after();
+    },
+    // A record drawn again in place, or added at the end. refocus: the button pressed went with the
+    // old row, so focus goes to the new row's first button instead of the page.
+    put(record, refocus) {
+      const known = list.some((x) => x.id === record.id);
+      list = known ? list.map((x) => (x.id === record.id ? record : x)) : [...list, record];
+      const old = known && rowOf(record.id);
+      if (!old) { rows.paint(); return; }
+      const fresh = render(record);
+      old.replaceWith(fresh);
+      if (refocus) fresh.querySelector('button').focus();
+    },
+    drop(id) {
+      list = list.filter((x) => x.id !== id);
+      rowOf(id)?.remove();
+      after();
+    },
+  };
+  return rows;
+}
+
+// A one-time code's input: digits only, at most `digits` of them, however they came (typed, pasted, filled
+// in). No maxLength: it would cut a pasted "123 456" before the space is dropped.
+export function codeInput(id, digits) {
+  const el = h('input', { id, type: 'text', inputmode: 'numeric', autocomplete: 'one-time-code', spellcheck: 'false', class: 'code' });
+  el.addEventListener('input', () => {
+    const typed = el.value.replace(/\D/g, '').slice(0, digits);
+    if (typed !== el.value) el.value = typed;
+  });
+  return el;
+}
 
 // A modal confirmation; resolves true when the user confirms.
 export function confirm(title, message, okLabel = 'Delete') {

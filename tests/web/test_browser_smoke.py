@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from lb import pages
+from lb.web import pages
 
 pytestmark = pytest.mark.browser
 
