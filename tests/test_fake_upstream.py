@@ -19,10 +19,9 @@ COMPACT = RESPONSES + "/compact"
 
 
 @pytest.fixture
-def up():
-    upstream = FakeUpstream().start()
-    yield upstream
-    upstream.stop()
+def up(upstream):
+    """The fake upstream (conftest's ``upstream``), shorter."""
+    return upstream
 
 
 @pytest.fixture

@@ -187,6 +187,16 @@ def threads(workers, gate):
             gate.set()
 
 
+def held_at_the_endpoint(call, times, gate, token_server):
+    """``call()`` from ``times`` threads at once while the token endpoint holds its answer until all have
+    arrived; their results."""
+    with threads(times, gate) as pool:
+        futures = [pool.submit(call) for _ in range(times)]
+        assert token_server.arrived.wait(10)
+        gate.set()
+        return [future.result(timeout=10) for future in futures]
+
+
 def test_two_threads_refreshing_at_once_make_one_call(authed, app, clock, token_server):
     account = imported(authed, access=access_token(60))
     gate = threading.Event()
@@ -197,12 +207,7 @@ def test_two_threads_refreshing_at_once_make_one_call(authed, app, clock, token_
         barrier.wait(timeout=10)
         return fresh(app, account["id"], clock)
 
-    with threads(2, gate) as pool:
-        futures = [pool.submit(ask) for _ in range(2)]
-        assert token_server.arrived.wait(10)
-        gate.set()
-        results = [future.result(timeout=10) for future in futures]
-    assert results == [(ACCESS_2, "ws-personal")] * 2
+    assert held_at_the_endpoint(ask, 2, gate, token_server) == [(ACCESS_2, "ws-personal")] * 2
     assert len(token_server.requests) == 1
     assert stored_tokens(app, account["id"])[1:] == (ACCESS_2, REFRESH_2)
 
@@ -217,12 +222,7 @@ def test_stale_callers_reuse_the_refresh_another_did(authed, app, clock, token_s
         with app.app_context(), db.connection_context():
             return refresh.refresh(old, NOW_MS)
 
-    with threads(3, gate) as pool:
-        futures = [pool.submit(stale) for _ in range(3)]
-        assert token_server.arrived.wait(10)
-        gate.set()
-        results = [future.result(timeout=10) for future in futures]
-    assert results == [(ACCESS_2, "ws-personal")] * 3
+    assert held_at_the_endpoint(stale, 3, gate, token_server) == [(ACCESS_2, "ws-personal")] * 3
     assert stale() == (ACCESS_2, "ws-personal")  # long after: still no second call
     assert token_server.bodies == [{"client_id": "app_EMoamEEZ73f0CkXaXp7hrann", "grant_type": "refresh_token",
                                     "refresh_token": REFRESH_1, "scope": "openid profile email"}]

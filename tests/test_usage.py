@@ -3,7 +3,7 @@ from datetime import date, timedelta
 
 import pytest
 
-from helpers.http import AUTH_REQUIRED, REMOTE, create_account, error, ingest, message, ok, overview, post
+from helpers.http import AUTH_REQUIRED, REMOTE, create_account, error, ingest, message, names_field, ok, overview, post
 
 USAGE = "/api/usage"
 FIGURES = ("requests", "errors", "inputTokens", "outputTokens", "cachedInputTokens", "totalTokens", "cost")
@@ -176,8 +176,7 @@ def test_every_day_of_the_range_has_a_row(authed, query, keys):
 ])
 def test_bad_queries_are_422(authed, query, field):
     response = authed.get(f"{USAGE}?{query}")
-    assert error(response) == (422, "validation_error")
-    assert message(response).startswith(field + " ")
+    assert names_field(response, field)
 
 
 @pytest.mark.parametrize("query", ["", "groupBy=model", "groupBy=bogus", "since=2026-11-01T00:00:00Z"])

@@ -18,7 +18,7 @@ from contextlib import closing
 import pytest
 
 from helpers.data import set_catalog
-from helpers.http import AUTH_REQUIRED, LISTED_MODELS, MODELS, REMOTE, error, message, token, with_cookie
+from helpers.http import AUTH_REQUIRED, LISTED_MODELS, MODELS, REMOTE, error, names_field, token, with_cookie
 from lb import tables
 
 
@@ -173,8 +173,7 @@ def test_a_value_that_is_not_a_boolean_is_422_and_changes_nothing(app, authed, f
     authed.patch(SETTINGS, json={"apiKeyRequired": True, "stickySessions": False})
     before = settings(authed)
     response = authed.patch(SETTINGS, json={field: value})
-    assert error(response) == (422, "validation_error")
-    assert message(response).startswith(field + " ")
+    assert names_field(response, field)
     assert settings(authed) == before == stored_settings(app)
 
 
@@ -184,8 +183,7 @@ def test_a_value_that_is_not_a_boolean_is_422_and_changes_nothing(app, authed, f
 ])
 def test_one_bad_value_spoils_the_whole_patch(app, authed, payload, field):
     response = authed.patch(SETTINGS, json=payload)
-    assert error(response) == (422, "validation_error")
-    assert message(response).startswith(field + " ")
+    assert names_field(response, field)
     assert settings(authed) == DEFAULTS == stored_settings(app)
 
 

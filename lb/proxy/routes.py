@@ -29,6 +29,7 @@ NEVER_UPSTREAM = frozenset((
     "trailers", "transfer-encoding", "upgrade"))
 NEVER_PREFIXES = ("x-forwarded-", "cf-")
 SSE = "text/event-stream"
+RESPONSES, COMPACT = "codex/responses", "codex/responses/compact"  # the upstream's paths
 
 
 @bp.errorhandler(ApiError)
@@ -70,20 +71,25 @@ def _proxy():
     return current_app.extensions["lb_proxy"]
 
 
-def _begin(data):
-    """Admit the request; its Ledger, and its prompt_cache_key if sticky sessions are on."""
-    now = _proxy().clock()
+def _begin():
+    """Admit the request: (its body, its Ledger, its prompt_cache_key if sticky sessions are on)."""
+    data, now = body(), _proxy().clock()
     ledger = Ledger(now, admit(data, g.api_key, now), g.api_key)
     cache_key = data.get("prompt_cache_key")
     if isinstance(cache_key, str) and cache_key.strip() and store.sticky_sessions():
-        return ledger, cache_key.strip()
-    return ledger, None
+        return data, ledger, cache_key.strip()
+    return data, ledger, None
 
 
 def _send(ledger, path, payload, stream, cache_key, parse=PARSED):
     call = failover.Call(path, payload, upstream_headers(request.headers, SSE if stream else "application/json"),
                          stream, cache_key, parse)
     return failover.send(call, ledger, _proxy())
+
+
+def _stream(ledger, payload, cache_key):
+    """A Responses request sent for its stream, which goes to the client as it arrives."""
+    return streamed(_send(ledger, RESPONSES, payload, True, cache_key), ledger)
 
 
 def _dumps(data):
@@ -144,10 +150,9 @@ def streamed(result, ledger):
 @key_required
 def codex_responses():
     """The Codex CLI's own request: passed on as sent (with stream true)."""
-    data = body()
-    ledger, cache_key = _begin(data)
+    data, ledger, cache_key = _begin()
     payload = request.get_data() if data.get("stream") is True else _dumps({**data, "stream": True})
-    return streamed(_send(ledger, "codex/responses", payload, True, cache_key), ledger)
+    return _stream(ledger, payload, cache_key)
 
 
 @bp.post("/v1/responses")
@@ -155,15 +160,14 @@ def codex_responses():
 @key_required
 def v1_responses():
     """The OpenAI Responses API: SSE with ``stream: true``, else one JSON response object."""
-    data = body()
-    ledger, cache_key = _begin(data)
+    data, ledger, cache_key = _begin()
     try:
         payload = _dumps(responses.for_upstream(data))
     except responses.Refused as refused:
         raise ApiError(400, "invalid_request_error", str(refused)) from None
     if data.get("stream") is True:
-        return streamed(_send(ledger, "codex/responses", payload, True, cache_key), ledger)
-    result = _send(ledger, "codex/responses", payload, True, cache_key, responses.PARSED)
+        return _stream(ledger, payload, cache_key)
+    result = _send(ledger, RESPONSES, payload, True, cache_key, responses.PARSED)
     if isinstance(result, failover.Failed) and result.status == 200:  # a failed stream: no events for JSON
         _end(ledger, result.log_status, result.error_code)
         raise ApiError(502, "upstream_error", f"The upstream failed the response ({result.error_code})")
@@ -185,9 +189,8 @@ def v1_responses():
 @key_required
 def compact():
     """The Codex CLI's remote compaction: one JSON answer, passed on."""
-    data = body()
-    ledger, cache_key = _begin(data)
-    result = _send(ledger, "codex/responses/compact", request.get_data(), False, cache_key)
+    _, ledger, cache_key = _begin()
+    result = _send(ledger, COMPACT, request.get_data(), False, cache_key)
     if not isinstance(result, failover.Served):
         return unserved(result, ledger)
     try:

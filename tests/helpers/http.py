@@ -177,6 +177,11 @@ def error(response):
     return response.status_code, body["error"]["code"]
 
 
+def names_field(response, field):
+    """Whether ``response`` is the 422 validation_error whose message names ``field`` first."""
+    return error(response) == (422, "validation_error") and message(response).startswith(field + " ")
+
+
 def message(response):
     """The message of an error response."""
     return response.get_json()["error"]["message"]
