@@ -1,14 +1,16 @@
 """lb.fields: JSON values to Python values, and a 422 naming the field for anything else.
 
 First through the API (every endpoint's message names the field it refuses), then the
-checks themselves: get_str, get_int and get_choice raise lb.errors.ApiError.
+checks themselves: get_str, get_int and get_choice raise lb.errors.ApiError; and parse_time, which takes Z or
+an offset, normalises to UTC, refuses a naive timestamp and anything outside 1970..9999 (UTC), each value
+worked out by hand (10000-01-01T00:00:00Z is 253_402_300_800 s after the epoch).
 """
 import pytest
 
 from helpers.data import PASSWORD
 from helpers.http import AUTH, error, message, post, setup_password
 from lb.errors import ApiError
-from lb.fields import get_choice, get_int, get_str
+from lb.fields import get_choice, get_int, get_str, parse_time
 
 SETUP = AUTH + "/password/setup"
 LOGIN = AUTH + "/password/login"
@@ -131,3 +133,57 @@ def test_get_choice_refuses_anything_but_a_listed_string(value):
 ])
 def test_get_choice_returns_the_choice_or_the_default(obj, expected):
     assert get_choice(obj, "status", STATUSES, default="active") == expected
+
+
+# -- parse_time ----------------------------------------------------------------------------
+
+LAST_MS = 253_402_300_800_000 - 1  # 9999-12-31T23:59:59.999Z
+
+
+@pytest.mark.parametrize("text, ms", [
+    ("1970-01-01T00:00:00Z", 0),
+    ("1970-01-01T00:00:00+00:00", 0),
+    ("1970-01-01T01:00:00+01:00", 0),  # offsets are normalised to UTC
+    ("1970-01-01T00:00:00.001Z", 1),
+    ("1970-01-01T00:00:00.5Z", 500),
+    ("1970-01-01T00:00:00-00:30", 1_800_000),
+    ("1970-01-02T05:30:00+05:30", 86_400_000),
+    ("2026-11-25T07:00:00Z", 1_795_590_000_000),
+    ("2026-11-25T08:00:00.250+01:00", 1_795_590_000_250),
+    ("2026-11-24T23:00:00-08:00", 1_795_590_000_000),  # the day before, in another zone
+    ("9999-12-31T23:59:59.999Z", LAST_MS),
+    ("9999-12-31T23:59:59.999+00:00", LAST_MS),
+])
+def test_parse_time_answers_utc_epoch_milliseconds(text, ms):
+    assert parse_time(text, "since") == ms
+
+
+def time_refusal(value):
+    with pytest.raises(ApiError) as raised:
+        parse_time(value, "requestedAt")
+    return raised.value.status, raised.value.code, raised.value.message
+
+
+@pytest.mark.parametrize("value", ["2026-11-25T07:00:00", "2026-11-25T07:00:00.123", "2026-11-25"])
+def test_a_naive_timestamp_is_refused(value):
+    assert time_refusal(value) == (422, "validation_error", "requestedAt must carry Z or a UTC offset")
+
+
+@pytest.mark.parametrize("value", [
+    "1969-12-31T23:59:59.999Z",
+    "1970-01-01T00:59:59.999+01:00",  # 1969 in UTC
+    "1970-01-01T00:00:00+00:01",
+    "0001-01-01T00:00:00+01:00",  # before year 1 in UTC
+    "9999-12-31T23:59:59.999-00:01",  # year 10000 in UTC
+    "9999-12-31T20:00:00-05:00",
+])
+def test_outside_1970_to_9999_utc_is_refused(value):
+    assert time_refusal(value) == (422, "validation_error", "requestedAt must lie between 1970 and 9999 (UTC)")
+
+
+@pytest.mark.parametrize("value", [
+    "yesterday", "", "2026-13-01T00:00:00Z", "2026-02-30T00:00:00Z", "2026-11-25T24:00:01Z",
+    "1" * 41, 1_795_590_000, None, ["2026-11-25T07:00:00Z"],
+])
+def test_anything_else_is_not_a_timestamp(value):
+    assert time_refusal(value) == (422, "validation_error", "requestedAt must be an ISO-8601 timestamp")

@@ -1,14 +1,11 @@
-"""lb.views: the routes that are views alone, /healthz, GET /api/models and /api/settings.
+"""lb.views: the routes that are views alone, /healthz and GET /api/models.
 
 /healthz answers 200 only while the database answers and could take a write: 503
 service_unavailable, saying why, when the SQLite file is missing or was replaced
 after start, and 200 again once the original is back. (A read-only file or data
 dir needs a server that obeys file modes: test_database.py.)
-The settings (apiKeyRequired, stickySessions) are booleans kept in the
-database: PATCH changes only the fields it names, and a value that is not a
-boolean is a 422 that changes nothing.
 Every other route is tested with the module that does its work (test_accounts.py,
-test_ingest.py, test_overview.py, ...); the guard in front of them in test_auth.py.
+test_ingest.py, test_overview.py, test_settings.py, ...); the guard in front of them in test_auth.py.
 """
 import logging
 import os
@@ -18,7 +15,7 @@ from contextlib import closing
 import pytest
 
 from helpers.data import set_catalog
-from helpers.http import AUTH_REQUIRED, LISTED_MODELS, MODELS, REMOTE, error, names_field, token, with_cookie
+from helpers.http import LISTED_MODELS, MODELS, REMOTE, error
 from lb import tables
 
 
@@ -116,107 +113,3 @@ def test_models_follow_the_catalog_position(app, authed):
     assert response.status_code == 200
     assert response.get_json()["models"][0] == {"id": "o3-pro", "name": "o3 Pro"}
     assert len(response.get_json()["models"]) == len(LISTED_MODELS)
-
-
-# -- settings ------------------------------------------------------------------------------------
-
-SETTINGS = "/api/settings"
-DEFAULTS = {"apiKeyRequired": False, "stickySessions": True}
-
-
-def settings(client):
-    """The body of a 200 GET /api/settings, checking both values are JSON booleans (0 == False in Python)."""
-    response = client.get(SETTINGS)
-    assert response.status_code == 200, response.get_json()
-    body = response.get_json()
-    assert set(body) == set(DEFAULTS) and all(isinstance(value, bool) for value in body.values()), body
-    return body
-
-
-def stored_settings(app):
-    with app.app_context(), tables.db.connection_context():
-        row = tables.DashboardSettings.get_by_id(1)
-        return {"apiKeyRequired": bool(row.api_key_required), "stickySessions": bool(row.sticky_sessions)}
-
-
-def test_settings_start_with_their_defaults(authed):
-    response = authed.get(SETTINGS)
-    assert response.status_code == 200
-    assert response.get_json() == DEFAULTS
-    assert response.get_data(as_text=True).strip() == '{"apiKeyRequired":false,"stickySessions":true}'
-
-
-def test_patch_changes_the_named_fields_and_answers_the_settings(app, authed):
-    steps = [
-        ({"apiKeyRequired": True}, {"apiKeyRequired": True, "stickySessions": True}),
-        ({"stickySessions": False}, {"apiKeyRequired": True, "stickySessions": False}),
-        ({}, {"apiKeyRequired": True, "stickySessions": False}),
-        ({"apiKeyRequired": False, "stickySessions": True}, DEFAULTS),
-        ({"apiKeyRequired": True, "stickySessions": False}, {"apiKeyRequired": True, "stickySessions": False}),
-        ({"apiKeyRequired": True}, {"apiKeyRequired": True, "stickySessions": False}),  # the same value again
-        ({"theme": "dark", "stickySessions": True}, {"apiKeyRequired": True, "stickySessions": True}),
-        ({"theme": 5, "api_key_required": False, "ApiKeyRequired": False}, {"apiKeyRequired": True,
-                                                                            "stickySessions": True}),
-    ]
-    for payload, expected in steps:
-        response = authed.patch(SETTINGS, json=payload)
-        assert response.status_code == 200, payload
-        assert response.get_json() == expected, payload
-        assert all(isinstance(value, bool) for value in response.get_json().values())
-        assert settings(authed) == expected
-        assert stored_settings(app) == expected
-
-
-@pytest.mark.parametrize("field", ["apiKeyRequired", "stickySessions"])
-@pytest.mark.parametrize("value", [1, 0, "true", "false", "", None, [], {}, [True], 1.0])
-def test_a_value_that_is_not_a_boolean_is_422_and_changes_nothing(app, authed, field, value):
-    authed.patch(SETTINGS, json={"apiKeyRequired": True, "stickySessions": False})
-    before = settings(authed)
-    response = authed.patch(SETTINGS, json={field: value})
-    assert names_field(response, field)
-    assert settings(authed) == before == stored_settings(app)
-
-
-@pytest.mark.parametrize("payload, field", [
-    ({"apiKeyRequired": True, "stickySessions": "no"}, "stickySessions"),
-    ({"stickySessions": False, "apiKeyRequired": 1}, "apiKeyRequired"),
-])
-def test_one_bad_value_spoils_the_whole_patch(app, authed, payload, field):
-    response = authed.patch(SETTINGS, json=payload)
-    assert names_field(response, field)
-    assert settings(authed) == DEFAULTS == stored_settings(app)
-
-
-def test_settings_are_kept_in_the_database(make_app, authed):
-    response = authed.patch(SETTINGS, json={"apiKeyRequired": True, "stickySessions": False})
-    assert response.status_code == 200
-    second = with_cookie(make_app(), token(authed))  # another app on the same database
-    assert settings(second) == {"apiKeyRequired": True, "stickySessions": False}
-
-
-def test_bad_bodies_are_refused_and_change_nothing(authed):
-    attempts = [
-        authed.patch(SETTINGS, data="apiKeyRequired=true", content_type="application/x-www-form-urlencoded"),
-        authed.patch(SETTINGS, data="{", content_type="application/json"),
-        authed.patch(SETTINGS, data="[true]", content_type="application/json"),
-        authed.patch(SETTINGS),
-    ]
-    assert [error(r) for r in attempts] == [(415, "unsupported_media_type"), (400, "invalid_json"),
-                                            (400, "invalid_json"), (415, "unsupported_media_type")]
-    assert settings(authed) == DEFAULTS
-
-
-@pytest.mark.parametrize("method, payload", [("get", None), ("patch", {"apiKeyRequired": True}), ("patch", {})])
-def test_settings_need_a_session_once_a_password_is_set(app, authed, method, payload):
-    response = getattr(app.test_client(), method)(SETTINGS, json=payload)
-    assert response.status_code == 401
-    assert response.get_json() == AUTH_REQUIRED
-    assert settings(authed) == DEFAULTS
-
-
-@pytest.mark.parametrize("method, payload", [("get", None), ("patch", {"apiKeyRequired": True})])
-def test_remote_clients_cannot_reach_settings_before_a_password_is_set(app, client, method, payload):
-    response = getattr(client, method)(SETTINGS, json=payload, environ_base=REMOTE)
-    assert response.status_code == 401
-    assert response.get_json() == AUTH_REQUIRED
-    assert settings(client) == DEFAULTS == stored_settings(app)

@@ -1,4 +1,4 @@
-"""The pool through the proxy: account choice, stickiness, failover, and what answers do to accounts."""
+"""lb.proxy.failover through the proxy: account choice, stickiness, failover, and what answers do to accounts."""
 import pytest
 
 from fixtureapps.token_server import Answer

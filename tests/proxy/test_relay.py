@@ -1,4 +1,4 @@
-"""The stream on its way to the client: event by event, logged once, and what ends it early."""
+"""lb.proxy.relay: the stream on its way to the client, event by event, logged once, and what ends it early."""
 import threading
 import uuid
 

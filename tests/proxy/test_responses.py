@@ -1,4 +1,4 @@
-"""The Responses API bodies: what /v1/responses sends upstream, and one answer assembled from the stream."""
+"""lb.proxy.responses: what /v1/responses sends upstream, and one answer assembled from the stream."""
 import pytest
 
 from lb.proxy import responses

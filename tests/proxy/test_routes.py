@@ -1,4 +1,4 @@
-"""The proxy's face: routes, the OpenAI envelope, keys and their limits, headers, one JSON answer, models."""
+"""lb.proxy.routes: the OpenAI envelope, keys and their limits, headers, one JSON answer, models."""
 import json
 
 import pytest
