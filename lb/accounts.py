@@ -12,7 +12,7 @@ from lb.tables import ACCOUNT_STATUSES, Account, db
 
 # The statuses an account comes back from on its own; resetsAt says when.
 WAITING_STATUSES = ("rate_limited", "quota_exceeded")
-# The columns' lengths (lb.models).
+# The columns' lengths (lb.tables).
 EMAIL_MAX_LENGTH = 254
 PLAN_TYPE_MAX_LENGTH = 64
 
@@ -21,24 +21,6 @@ def has_credentials(account):
     """Whether the account holds the tokens the upstream needs (sealed; never shown)."""
     return account.access_token is not None and account.refresh_token is not None
 
-
-def apply(account_id, changes, now, *, admin=False, expect=None):
-    """Write ``changes`` (column: value) to one account: the one door for its status, resets_at and
-    status_reason, whoever changes them (the admin, the proxy, a refresh, an import). Whether it was written.
-
-    A change of status stamps updated_at. Only the admin pauses an account or
-    ends a pause: any other change of status leaves a paused account as it is,
-    and the columns that came with it too. ``expect``: columns that must still
-    hold these values, so of two concurrent changes made from one read, one wins.
-    """
-    if not changes:
-        return False
-    automatic = not admin and "status" in changes
-    if automatic and changes["status"] == "paused":
-        raise ValueError("only the admin pauses an account")
-    if "status" in changes:
-        changes = {"updated_at": now, **changes}
-    return store.update_account(account_id, changes, keep_pause=automatic, expect=expect)
 
 # One @, a dot in the domain, no white space or control characters.
 EMAIL = re.compile(r"[^@\s\x00-\x1f\x7f]+@[^@\s\x00-\x1f\x7f.][^@\s\x00-\x1f\x7f]*\.[^@\s\x00-\x1f\x7f.]+")
@@ -135,6 +117,25 @@ def update(account_id, data, now):
             apply(account.id, {**changes, "updated_at": now}, now, admin=True)
             account = Account.get_by_id(account.id)
     return account
+
+
+def apply(account_id, changes, now, *, admin=False, expect=None):
+    """Write ``changes`` (column: value) to one account: the one door for its status, resets_at and
+    status_reason, whoever changes them (the admin, the proxy, a refresh, an import). Whether it was written.
+
+    A change of status stamps updated_at. Only the admin pauses an account or
+    ends a pause: any other change of status leaves a paused account as it is,
+    and the columns that came with it too. ``expect``: columns that must still
+    hold these values, so of two concurrent changes made from one read, one wins.
+    """
+    if not changes:
+        return False
+    automatic = not admin and "status" in changes
+    if automatic and changes["status"] == "paused":
+        raise ValueError("only the admin pauses an account")
+    if "status" in changes:
+        changes = {"updated_at": now, **changes}
+    return store.update_account(account_id, changes, keep_pause=automatic, expect=expect)
 
 
 def delete(account_id):

@@ -6,7 +6,6 @@ import time
 from flask import current_app, g, jsonify, request
 from werkzeug.exceptions import HTTPException
 
-
 access_log = logging.getLogger("lb.access")
 
 BODY_METHODS = ("POST", "PUT", "PATCH", "DELETE")
