@@ -67,6 +67,8 @@ def worst_of(values):
 
 
 def crash(data_dir, cycles, seconds, clients=soak.CLIENTS, seed=1, database_url=None):
+    """``cycles`` of the soak's load for ``seconds``, each cut by a SIGKILL and followed by the checks; the
+    last start only checks the summaries. The figures."""
     rng = random.Random(seed)
     keys = streams.prepare(data_dir, clients, database_url)
     port, where = bench.free_port(), database_url or os.path.join(data_dir, "lb.db")
@@ -94,17 +96,7 @@ def crash(data_dir, cycles, seconds, clients=soak.CLIENTS, seed=1, database_url=
                 server.wait(timeout=30)
                 kills.append(time.time())
                 stats["killed_after_ms"] += int((time.time() - started) * 1000)
-                written, read, streamed = (load.get() for load in loads)
-                acked += [i for ids, _, _ in written for i in ids]
-                for statuses in [st for _, st, _ in written] + [st for _, st, _ in read]:
-                    stats["dashboard_requests"] += len(statuses)
-                    stats["dashboard_5xx"] += sum(s >= 500 for s in statuses)
-                stats["batches_broken"] += sum(s == 0 for _, st, _ in written for s in st)  # the kill took them
-                for share in streamed:
-                    for index, results in share.items():
-                        seen.setdefault(index, {"kind": results["kind"], "outcomes": {}, "hung_up": []})
-                        seen[index]["outcomes"].update(results["outcomes"])
-                        seen[index]["hung_up"] += results["hung_up"]
+                tally(loads, acked, seen, stats)
                 limited = sum(n for (account, _), n in upstream.answered.items() if account == streams.LIMITED)
                 checks.append(after_crash(where, acked, seen, keys, kills, limited))
         finally:
@@ -112,6 +104,27 @@ def crash(data_dir, cycles, seconds, clients=soak.CLIENTS, seed=1, database_url=
                 if server.poll() is None:
                     server.kill()
             upstream.stop()
+    return totals(cycles, seconds, database_url, acked, seen, checks, stats)
+
+
+def tally(loads, acked, seen, stats):
+    """Fold one cycle's load into the run's: the acknowledged ingest ids, what each streaming client saw, and
+    the dashboard's counts."""
+    written, read, streamed = (load.get() for load in loads)
+    acked += [i for ids, _, _ in written for i in ids]
+    for statuses in [st for _, st, _ in written] + [st for _, st, _ in read]:
+        stats["dashboard_requests"] += len(statuses)
+        stats["dashboard_5xx"] += sum(s >= 500 for s in statuses)
+    stats["batches_broken"] += sum(s == 0 for _, st, _ in written for s in st)  # the kill took them
+    for share in streamed:
+        for index, results in share.items():
+            seen.setdefault(index, {"kind": results["kind"], "outcomes": {}, "hung_up": []})
+            seen[index]["outcomes"].update(results["outcomes"])
+            seen[index]["hung_up"] += results["hung_up"]
+
+
+def totals(cycles, seconds, database_url, acked, seen, checks, stats):
+    """The run's figures: its counts, and each check at its worst over the cycles."""
     ended = streams.outcomes(seen)
     worst = {name: worst_of([c[name] for c in checks]) for name in checks[0]}
     return {"cycles": cycles, "database": "PostgreSQL" if database_url else "SQLite", "seconds_per_cycle": seconds,
