@@ -321,6 +321,17 @@ def test_a_permanent_failure_deactivates_the_account(authed, app, clock, token_s
     assert imported(authed, status=200, refresh=REFRESH_2)["status"] == "active"
 
 
+def test_a_permanent_failure_leaves_a_paused_account_paused(authed, app, clock, token_server):
+    account = imported(authed)
+    write(app, account["id"], status="paused")  # paused by the admin while a request was refreshing
+    clock.advance(60)
+    token_server.answer(Answer(401, {}))
+    failure = refresh_fails(app, account["id"], clock)
+    assert (failure.code, failure.permanent) == ("refresh_unauthorized", True)
+    assert (row(app, account["id"]).status, row(app, account["id"]).refresh_lease_until) == ("paused", None)
+    assert len(token_server.requests) == 1
+
+
 TRANSIENT = [
     (Answer(500, {"error": "server_error"}), "server_error"),
     (Answer(500, b"<html>oops</html>"), "refresh_http_500"),
