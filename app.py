@@ -2,6 +2,7 @@
 import argparse
 import json
 import logging
+import resource
 import sys
 
 from lb import announce_bootstrap_token, create_app
@@ -26,6 +27,7 @@ def main(argv=None, serve=None):
         serve = serve_waitress
     try:
         if serve is not None:
+            log.info("open files limit: %d", raise_open_files_limit())
             # waitress refuses a body over its limit before reading it: a declared
             # Content-Length at once, a chunked body as it arrives. One byte over
             # the app's own limit, so what the app accepts gets through.
@@ -43,6 +45,25 @@ def main(argv=None, serve=None):
         print(f"codex-lb: cannot listen on {host}:{port}: {exc.strerror or exc}", file=sys.stderr)
         return 2
     return 0
+
+
+def raise_open_files_limit():
+    """Raise this process's open-files limit to its hard limit (a stream holds two sockets: its client's and
+    the upstream's); the limit now in force."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard == resource.RLIM_INFINITY:
+        try:
+            with open("/proc/sys/fs/nr_open", encoding="ascii") as f:  # what "unlimited" allows on Linux
+                hard = int(f.read())
+        except (OSError, ValueError):
+            return soft
+    if soft == resource.RLIM_INFINITY or soft >= hard:
+        return soft
+    try:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    except (ValueError, OSError):
+        return soft
+    return hard
 
 
 def serve_waitress(app, **options):
@@ -71,7 +92,9 @@ def serve_waitress(app, **options):
 
     listeners = {}  # waitress registers every listening socket's server here
     try:
-        server = create_server(app, map=listeners, **options)
+        # poll(), not select(): select() cannot watch a descriptor above 1023, and waitress's main loop
+        # would die of it with every stream it carries.
+        server = create_server(app, map=listeners, asyncore_use_poll=True, **options)
     except OSError:
         for listener in list(listeners.values()):  # what it opened before the bind failed
             listener.close()

@@ -33,16 +33,23 @@ DEFAULTS = {
     "UPSTREAM_CONNECT_TIMEOUT": 10.0,
     "UPSTREAM_READ_TIMEOUT": 300.0,
     "PROXY_MAX_BODY_BYTES": 32 * 1048576,
-    # waitress threads: each open proxied stream holds one for its whole length.
-    "THREADS": 32,
+    # Proxied requests one process carries at once (a stream holds one for its whole length);
+    # past it a new one is answered 503 server_busy at once.
+    "CAPACITY": 1000,
+    # waitress threads: a proxied request holds one; unset, CAPACITY + RESERVED_THREADS,
+    # so that the dashboard and the refusals always find one.
+    "THREADS": None,
     "TRUSTED_PROXIES": 0,
-    # waitress: open connections at most (it polls with select(), so stay well
-    # under 1024 descriptors), and seconds before an idle or half-sent one is closed.
-    "CONNECTION_LIMIT": 500,
+    # waitress: open connections at most (unset: twice THREADS), and seconds before an
+    # idle or half-sent one is closed.
+    "CONNECTION_LIMIT": None,
     "CHANNEL_TIMEOUT": 120,
     # SQLite: how often a background thread looks at the WAL (0: never).
     "CHECKPOINT_SECONDS": 10,
 }
+
+# The waitress threads beyond CAPACITY: the dashboard's requests, and the proxy's refusals when it is full.
+RESERVED_THREADS = 32
 
 # Integer settings and their allowed ranges.
 RANGES = {
@@ -50,9 +57,10 @@ RANGES = {
     "BILLING_CYCLE_DAY": (1, 28),
     "MAX_BODY_BYTES": (1024, 1 << 30),
     "PROXY_MAX_BODY_BYTES": (1024, 1 << 30),
-    "THREADS": (1, 512),
+    "CAPACITY": (1, 10000),
+    "THREADS": (1, 10100),
     "TRUSTED_PROXIES": (0, 16),
-    "CONNECTION_LIMIT": (10, 900),
+    "CONNECTION_LIMIT": (10, 100000),
     "CHANNEL_TIMEOUT": (5, 86400),
     "CHECKPOINT_SECONDS": (0, 3600),
 }
@@ -83,6 +91,10 @@ def load(environ=None, overrides=None):
     for name, value in (overrides or {}).items():
         config[name] = _parse(name, name, value) if name in RANGES or name in SECONDS else value
     config.setdefault("CLOCK", time.time)
+    if config["THREADS"] is None:
+        config["THREADS"] = config["CAPACITY"] + RESERVED_THREADS
+    if config["CONNECTION_LIMIT"] is None:
+        config["CONNECTION_LIMIT"] = 2 * config["THREADS"]
     return config
 
 

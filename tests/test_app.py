@@ -12,6 +12,7 @@ the logs.
 import json
 import logging
 import os
+import resource
 import select
 import socket
 import subprocess
@@ -53,7 +54,8 @@ def served(monkeypatch, tmp_path, argv=(), **variables):
 
 def test_main_serves_on_the_loopback_default(monkeypatch, tmp_path, capsys):
     app, options = served(monkeypatch, tmp_path)
-    assert (options["host"], options["port"], options["threads"]) == ("127.0.0.1", 2455, 32)
+    assert (options["host"], options["port"], options["threads"]) == ("127.0.0.1", 2455, 1032)
+    assert options["connection_limit"] == 2064
     assert options["max_request_body_size"] == 32 * 1048576 + 1  # the proxy's limit, the larger
     assert options["max_request_body_size"] > app.config["MAX_BODY_BYTES"]
     assert capsys.readouterr().err == ""
@@ -285,6 +287,32 @@ def test_a_declared_body_over_the_limit_is_refused_before_a_byte_of_it_is_read(s
     status, head, body = raw_exchange(server.port, post_head("Content-Length: 1073741824"))
     assert status == 413 and "application/json" in head
     assert json.loads(body) == TOO_LARGE
+
+
+def test_more_than_1024_open_connections_leave_the_server_serving(tmp_path):
+    """waitress's loop polls with poll(): select() cannot watch a descriptor above 1023, and the loop died of
+    it, taking every open stream with it."""
+    if POSTGRES_URL:
+        empty_postgres()
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < 4096 <= hard:  # this test's own end of 1,100 connections
+        resource.setrlimit(resource.RLIMIT_NOFILE, (4096, hard))
+    server = app_server(tmp_path / "data", CONNECTION_LIMIT=2000).start()
+    held = []
+    try:
+        for _ in range(1100):
+            held.append(socket.create_connection(("127.0.0.1", server.port)))
+        deadline = time.monotonic() + 30
+        while len(os.listdir(f"/proc/{server.pid}/fd")) <= 1100 and time.monotonic() < deadline:
+            time.sleep(0.05)  # the server accepts them as its loop comes round
+        assert len(os.listdir(f"/proc/{server.pid}/fd")) > 1100
+        assert call(server.port, "GET", "/healthz") == (200, {"status": "ok"})
+        assert server.proc.poll() is None
+        assert "open files limit:" in server.log()
+    finally:
+        for sock in held:
+            sock.close()
+        server.stop()
 
 
 def test_a_chunked_body_over_the_limit_is_refused_as_it_arrives(tmp_path):

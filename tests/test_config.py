@@ -35,6 +35,9 @@ from lb import config, create_app, tables
     ("LB_TRUSTED_PROXIES", "-1"),
     ("LB_TRUSTED_PROXIES", "many"),
     ("LB_THREADS", "0"),
+    ("LB_CAPACITY", "0"),
+    ("LB_CAPACITY", "10001"),
+    ("LB_CONNECTION_LIMIT", "9"),
     ("LB_MAX_BODY_BYTES", "1MB"),
     ("LB_PROXY_MAX_BODY_BYTES", "100"),
     ("LB_UPSTREAM_READ_TIMEOUT", "forever"),
@@ -67,8 +70,18 @@ def test_settings_come_from_defaults_then_environment_then_overrides():
                          overrides={"BILLING_CYCLE_DAY": 3})
     assert (loaded["HOST"], loaded["PORT"], loaded["BILLING_CYCLE_DAY"]) == ("0.0.0.0", 8080, 3)
     assert loaded["INGEST_TOKEN"] is None  # an empty variable means unset
-    assert loaded["THREADS"] == 32 and loaded["TRUSTED_PROXIES"] == 0 and loaded["MAX_BODY_BYTES"] == 1048576
+    assert loaded["TRUSTED_PROXIES"] == 0 and loaded["MAX_BODY_BYTES"] == 1048576
     assert "UNKNOWN" not in loaded
+
+
+def test_threads_and_connections_follow_the_capacity_unless_set():
+    defaults = config.load(environ={})
+    # A thread for each request the capacity allows, and 32 for the dashboard and the refusals.
+    assert (defaults["CAPACITY"], defaults["THREADS"], defaults["CONNECTION_LIMIT"]) == (1000, 1032, 2064)
+    smaller = config.load(environ={"LB_CAPACITY": "100"})
+    assert (smaller["THREADS"], smaller["CONNECTION_LIMIT"]) == (132, 264)
+    set_apart = config.load(environ={"LB_CAPACITY": "100", "LB_THREADS": "50", "LB_CONNECTION_LIMIT": "70"})
+    assert (set_apart["CAPACITY"], set_apart["THREADS"], set_apart["CONNECTION_LIMIT"]) == (100, 50, 70)
 
 
 def test_a_bad_override_names_the_setting():

@@ -1,6 +1,7 @@
 """The LLM clients' face: the Codex CLI and the OpenAI SDK, balanced across the accounts.
 
-routes     the views: key guard, admit, failover, answer (the OpenAI error envelope)
+routes     the views: capacity, key guard, admit, failover, answer (the OpenAI error envelope)
+capacity   the requests one process carries at once; past them, 503 server_busy
 failover   one client request tried on up to three accounts
 balancer   which account serves, and what an upstream answer does to it (pure)
 upstream   the pooled HTTP client, the SSE reader, the event names
@@ -19,6 +20,7 @@ A stream holds none: it may last many minutes.
 from typing import Callable, NamedTuple
 
 from lb.proxy import routes
+from lb.proxy.capacity import Capacity
 from lb.proxy.ledger import Pins
 from lb.proxy.upstream import Upstream
 
@@ -31,6 +33,7 @@ class Proxy(NamedTuple):
     clock: Callable[[], int]  # epoch ms, from the app's injected clock
     metrics: object  # lb.metrics.Metrics, or its no-op
     pins: Pins
+    capacity: Capacity
 
 
 def init_app(app):
@@ -39,5 +42,6 @@ def init_app(app):
     upstream = Upstream(config["UPSTREAM_URL"], config["UPSTREAM_CONNECT_TIMEOUT"], config["UPSTREAM_READ_TIMEOUT"],
                         maxsize=config["THREADS"])
     clock = config["CLOCK"]
-    app.extensions["lb_proxy"] = Proxy(upstream, lambda: int(clock() * 1000), app.extensions["lb_metrics"], Pins())
+    app.extensions["lb_proxy"] = Proxy(upstream, lambda: int(clock() * 1000), app.extensions["lb_metrics"], Pins(),
+                                       Capacity(config["CAPACITY"]))
     app.register_blueprint(routes.bp)

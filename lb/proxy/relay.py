@@ -81,6 +81,7 @@ def relay(served, ledger, proxy, arrived):
             finish(ledger, proxy)
         finally:  # open until its log is written: at 0, every stream so far has its log
             metrics.open_streams.dec()
+            proxy.capacity.give_back()
 
 
 def collect(served, ledger, proxy, parsed_type):

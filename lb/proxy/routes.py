@@ -41,6 +41,20 @@ def openai_answer(exc):
     return answer
 
 
+@bp.before_request
+def take_place():
+    """Every proxied request takes a place of the server's capacity first (503 server_busy when full)."""
+    _proxy().capacity.take()
+    g.proxy_place = True
+
+
+@bp.teardown_request
+def give_place_back(exc):
+    """A request's place goes back when it ends, unless a stream took it along (lb.proxy.relay gives it back)."""
+    if g.pop("proxy_place", False):
+        _proxy().capacity.give_back()
+
+
 def upstream_headers(headers, accept):
     """The client's headers that pass upstream (case kept), with the ``Accept`` the proxy reads."""
     named = {token.strip().lower() for token in headers.get("Connection", "").split(",")}
@@ -140,6 +154,7 @@ def streamed(result, ledger):
         return unserved(result, ledger)
     headers = {"content-type": SSE, **result.headers, "Cache-Control": "no-cache"}
     events = relay.relay(result, ledger, _proxy(), g.get("started", time.perf_counter()))
+    g.proxy_place = False  # the stream gives it back when it ends
     return Response(events, 200, headers=headers, direct_passthrough=True)
 
 

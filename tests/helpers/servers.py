@@ -56,7 +56,8 @@ def wait_for(port, seconds=30):
 class Server:
     """``app.py --waitress`` in its own process on a loopback port (a free one unless given), its log to a file;
     ``settings`` are its LB_* variables, the only ones it sees. ``argv``: another command that serves the same
-    way (the benchmark's profiling wrapper). The tests start theirs with ``app_server``."""
+    way (the benchmark's profiling wrapper); a setting of None is left to the server's default. The tests start
+    theirs with ``app_server``."""
 
     def __init__(self, data_dir, port=None, log_path=None, argv=None, **settings):
         self.data_dir, self.port, self.proc = str(data_dir), port or free_port(), None
@@ -67,7 +68,7 @@ class Server:
     def start(self, command_prefix=()):
         env = {k: v for k, v in os.environ.items() if not k.startswith("LB_")}
         env.update(LB_DATA_DIR=self.data_dir, LB_PORT=str(self.port))
-        env.update({f"LB_{name}": str(value) for name, value in self.settings.items()})
+        env.update({f"LB_{name}": str(value) for name, value in self.settings.items() if value is not None})
         # The log goes to a file: a pipe nobody reads would stall the server once full.
         with open(self.log_path, "ab") as log:
             self.proc = subprocess.Popen([*command_prefix, *self.argv], env=env, stdout=subprocess.DEVNULL, stderr=log)
