@@ -9,6 +9,7 @@ twice; errors from the real server are JSON, and a body over the limit is refuse
 before it is read. Two instances on one database share sessions, the rate limit and
 the logs.
 """
+import http.client
 import json
 import logging
 import os
@@ -392,3 +393,25 @@ def test_concurrent_ingest_into_two_instances_loses_and_doubles_nothing(pair):
     for port in (a.port, b.port):
         status, overview = call(port, "GET", "/api/dashboard/overview")
         assert status == 200 and overview["requestCount"] == 600 and overview["usageSummary"]["inputTokens"] == 4200
+
+
+def test_every_answer_but_a_stream_keeps_its_connection(server):
+    """Each non-stream answer carries a Content-Length, so waitress keeps the connection for the next request."""
+    conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=30)
+    asks = [("GET", "/healthz", None, {}), ("GET", "/", None, {}), ("GET", "/static/app.js", None, {}),
+            ("GET", "/api/dashboard-auth/session", None, {}), ("GET", "/api/accounts", None, {}),
+            ("GET", "/v1/models", None, {}), ("GET", "/nope", None, {}), ("PUT", "/healthz", None, {}),
+            ("POST", "/api/request-logs", json.dumps({"requests": []}),
+             {"Content-Type": "application/json", **BEARER}),
+            ("POST", "/v1/responses", "{", {"Content-Type": "application/json"})]
+    try:
+        conn.connect()
+        first = conn.sock
+        for method, path, body, headers in asks:
+            conn.request(method, path, body=body, headers=headers)
+            response = conn.getresponse()
+            data = response.read()
+            assert response.getheader("Content-Length") == str(len(data)), (method, path)
+            assert not response.will_close and conn.sock is first, (method, path, response.status)
+    finally:
+        conn.close()
