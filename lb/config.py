@@ -44,6 +44,8 @@ DEFAULTS = {
     # idle or half-sent one is closed.
     "CONNECTION_LIMIT": None,
     "CHANNEL_TIMEOUT": 120,
+    # Database connections one process keeps at most; a request waits for a free one.
+    "DATABASE_POOL": 32,
     # SQLite: how often a background thread looks at the WAL (0: never).
     "CHECKPOINT_SECONDS": 10,
 }
@@ -63,6 +65,7 @@ RANGES = {
     "CONNECTION_LIMIT": (10, 100000),
     "CHANNEL_TIMEOUT": (5, 86400),
     "CHECKPOINT_SECONDS": (0, 3600),
+    "DATABASE_POOL": (1, 1000),
 }
 # Settings in seconds that may have a fraction, and their allowed ranges.
 SECONDS = {

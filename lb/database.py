@@ -12,7 +12,7 @@ from flask import request
 from peewee import DatabaseError
 from playhouse.db_url import connect as connect_url
 from playhouse.migrate import SchemaMigrator, migrate
-from playhouse.pool import PooledSqliteDatabase
+from playhouse.pool import MaxConnectionsExceeded, PooledSqliteDatabase
 
 from lb.config import ConfigError, private_file
 from lb.errors import Unavailable, envelope
@@ -20,6 +20,9 @@ from lb.tables import MODELS, SEED_CATALOG, CatalogModel, DashboardSettings, db
 
 log = logging.getLogger(__name__)
 
+# A request that finds every pooled connection in use waits this long for one: each is held only for a few
+# short statements, never while a stream is relayed, so a small pool serves many streams.
+POOL_WAIT_SECONDS = 30
 # After a checkpoint SQLite cuts the WAL file back to this size.
 JOURNAL_SIZE_LIMIT = 64 << 20
 # The checkpointer truncates the WAL once it is larger than this.
@@ -95,7 +98,8 @@ def open_database(config):
         # request's log among them: the slowest step of a request here.
         return QueuedSqliteDatabase(
             path,
-            max_connections=None,  # as many as there are request threads
+            max_connections=config["DATABASE_POOL"],
+            timeout=POOL_WAIT_SECONDS,
             stale_timeout=600,
             pragmas={"journal_mode": "wal", "synchronous": "normal", "foreign_keys": 1, "busy_timeout": 10000,
                      "journal_size_limit": JOURNAL_SIZE_LIMIT},
@@ -106,8 +110,8 @@ def open_database(config):
     url = config["DATABASE_URL"]
     if url.startswith(("postgres://", "postgresql://")):
         # Pooled, like SQLite above.
-        return connect_url(url.replace("://", "+pool://", 1), autoconnect=False, max_connections=None,
-                           stale_timeout=600)
+        return connect_url(url.replace("://", "+pool://", 1), autoconnect=False,
+                           max_connections=config["DATABASE_POOL"], timeout=POOL_WAIT_SECONDS, stale_timeout=600)
     return connect_url(url, autoconnect=False)
 
 
@@ -269,6 +273,9 @@ def init_app(app, reshaped=None):
         except DatabaseError:
             log.exception("cannot connect to the database")
             raise Unavailable from None
+        except MaxConnectionsExceeded:
+            log.warning("no database connection came free within %d s", POOL_WAIT_SECONDS)
+            raise Unavailable("The database is busy; try again shortly") from None
 
     @app.teardown_request
     def _close(exc):

@@ -7,14 +7,14 @@ from typing import NamedTuple, Optional
 
 import click
 
-from lb import rollups, store
+from lb import caps, rollups, store
 from lb.clock import DAY_MS, iso, now_ms
 from lb.crypto import digest
 from lb.errors import ApiError, invalid
 from lb.fields import get_str, parse_time
 from lb.money import dollars
 from lb.overview import billing_period
-from lb.tables import ApiKey, CatalogModel, db
+from lb.tables import ApiKey, CatalogModel, KeySlot, KeyUse, db
 
 PREFIX = "sk-clb-"
 PREFIX_LENGTH = 15  # what keyPrefix shows: "sk-clb-" and 8 characters
@@ -45,13 +45,14 @@ class Key(NamedTuple):
     enabled: bool
     created_at: int
     last_used_at: Optional[int]
+    caps: caps.Caps
 
 
 def as_key(row):
     """The Key of an api_key row: a model instance or the store's named tuple (booleans as stored)."""
     allowed = tuple(json.loads(row.allowed_models)) if row.allowed_models is not None else None
     return Key(row.id, row.name, row.key_prefix, allowed, json.loads(row.limits), row.expires_at, bool(row.enabled),
-               row.created_at, row.last_used_at)
+               row.created_at, row.last_used_at, caps.of_row(row))
 
 
 def find(key_id):
@@ -116,7 +117,8 @@ def _name(data):
 def create(data, now):
     """A key from a request body; returns (row, the key itself, shown this once)."""
     fields = {"name": _name(data), "allowed_models": _allowed_models(data.get("allowedModels")),
-              "expires_at": _expires_at(data.get("expiresAt"), now), "limits": _limits(data.get("limits", []))}
+              "expires_at": _expires_at(data.get("expiresAt"), now), "limits": _limits(data.get("limits", [])),
+              **caps.parse(data.get("caps"))}
     key, hashed, prefix = mint()
     with db.atomic():
         row = ApiKey.create(id="key_" + secrets.token_urlsafe(12), key_hash=hashed, key_prefix=prefix,
@@ -125,7 +127,8 @@ def create(data, now):
 
 
 def update(key_id, data, now):
-    """Apply a PATCH body: name, allowedModels, expiresAt, enabled, limits (which replace them all)."""
+    """Apply a PATCH body: name, allowedModels, expiresAt, enabled, limits and caps (each of the last two
+    replaces them all)."""
     changes = {}
     if "name" in data:
         changes["name"] = _name(data)
@@ -139,6 +142,8 @@ def update(key_id, data, now):
         changes["enabled"] = data["enabled"]
     if "limits" in data:
         changes["limits"] = _limits(data["limits"])
+    if "caps" in data:
+        changes.update(caps.parse(data["caps"]))
     with db.atomic():
         key = find(key_id)
         if changes:
@@ -159,7 +164,10 @@ def regenerate(key_id):
 def delete(key_id):
     """Remove the key; its request logs keep its id."""
     with db.atomic():
-        ApiKey.delete().where(ApiKey.id == find(key_id).id).execute()
+        key = find(key_id)
+        ApiKey.delete().where(ApiKey.id == key.id).execute()
+        KeySlot.delete().where(KeySlot.api_key_id == key.id).execute()
+        KeyUse.delete().where(KeyUse.api_key_id == key.id).execute()
 
 
 def authenticate(presented, now):
@@ -221,6 +229,8 @@ def as_json(key, now, cycle_day):
         "createdAt": iso(key.created_at),
         "lastUsedAt": iso(key.last_used_at),
         "limits": limits_used(key, now, cycle_day),
+        "caps": caps.as_json(key.caps),
+        "capsInUse": caps.in_use(key.id, now),
     }
 
 

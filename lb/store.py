@@ -8,7 +8,7 @@ running them.
 import functools
 from collections import namedtuple
 from decimal import Decimal
-from typing import NamedTuple
+from typing import NamedTuple, Optional
 
 from lb.clock import HOUR_MS
 from lb.tables import ACCOUNT_STATUSES, FAILED_STATUSES, DashboardSession, DashboardSettings, db
@@ -130,6 +130,70 @@ def prune_pins(seen_before):
 
 def key_used(key_id, now):
     _execute("UPDATE api_key SET last_used_at = ? WHERE id = ?", (now, key_id))
+
+
+# -- per-key caps (lb.caps): what a key used in the last minute, and its slots in flight ------------------
+
+def lock_api_key(key_id):
+    """Inside a write transaction, hold the key's row until it ends: on PostgreSQL a row lock, so that one
+    key's admissions run one at a time across instances (SQLite's IMMEDIATE transaction already holds the one
+    write lock)."""
+    if db.obj.for_update:
+        _execute("SELECT id FROM api_key WHERE id = ? FOR UPDATE", (key_id,))
+
+
+class CapsUse(NamedTuple):
+    """A key's use: requests and tokens since a moment, the slots still leased, and the first request and
+    first tokens counted (epoch ms, None without any)."""
+
+    requests: int
+    tokens: int
+    slots: int
+    first_request_at: Optional[int]
+    first_tokens_at: Optional[int]
+
+
+CAPS_USE_SQL = """
+SELECT
+  (SELECT COALESCE(SUM(requests), 0) FROM key_use WHERE api_key_id = ? AND at > ?),
+  (SELECT COALESCE(SUM(tokens), 0) FROM key_use WHERE api_key_id = ? AND at > ?),
+  (SELECT COUNT(*) FROM key_slot WHERE api_key_id = ? AND expires_at > ?),
+  (SELECT MIN(at) FROM key_use WHERE api_key_id = ? AND at > ? AND requests > 0),
+  (SELECT MIN(at) FROM key_use WHERE api_key_id = ? AND at > ? AND tokens > 0)
+"""
+
+
+def caps_use(key_id, since, now):
+    """The key's CapsUse: what it used after ``since``, and its slots leased beyond ``now``."""
+    row = _execute(CAPS_USE_SQL, (key_id, since, key_id, since, key_id, now, key_id, since, key_id, since)).fetchone()
+    return CapsUse(int(row[0]), int(row[1]), int(row[2]), row[3], row[4])
+
+
+def forget_key_use(key_id, since, now):
+    """Delete the key's use at or before ``since`` and its slots whose lease ran out by ``now``."""
+    _execute("DELETE FROM key_use WHERE api_key_id = ? AND at <= ?", (key_id, since))
+    _execute("DELETE FROM key_slot WHERE api_key_id = ? AND expires_at <= ?", (key_id, now))
+
+
+def add_key_use(key_id, at, requests, tokens):
+    _execute("INSERT INTO key_use (api_key_id, at, requests, tokens) VALUES (?, ?, ?, ?)",
+             (key_id, at, requests, tokens))
+
+
+def take_slot(key_id, expires_at):
+    """A new slot of the key, leased until ``expires_at``; its id."""
+    return _execute("INSERT INTO key_slot (api_key_id, expires_at) VALUES (?, ?) RETURNING id",
+                    (key_id, expires_at)).fetchone()[0]
+
+
+def free_slot(slot_id):
+    _execute("DELETE FROM key_slot WHERE id = ?", (slot_id,))
+
+
+def renew_slots(slot_ids, expires_at):
+    """Extend the leases of ``slot_ids`` (a process's slots still in use) to ``expires_at``."""
+    marks = ", ".join("?" * len(slot_ids))
+    _execute(f"UPDATE key_slot SET expires_at = ? WHERE id IN ({marks})", (expires_at, *slot_ids))
 
 
 @functools.lru_cache(maxsize=16)

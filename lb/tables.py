@@ -137,6 +137,34 @@ class ApiKey(BaseModel):
     enabled = BooleanField(default=True)
     created_at = BigIntegerField()
     last_used_at = BigIntegerField(null=True)
+    # Caps (lb.caps), null: none.
+    requests_per_minute = BigIntegerField(null=True)
+    tokens_per_minute = BigIntegerField(null=True)
+    concurrent_requests = BigIntegerField(null=True)
+
+
+class KeySlot(BaseModel):
+    """A request of a key with a concurrentRequests cap, in flight: a lease its process renews (lb.caps)."""
+
+    id = BigAutoField()
+    api_key_id = CharField(max_length=40)
+    expires_at = BigIntegerField()  # a slot not renewed by then is free: its process is gone
+
+    class Meta:
+        indexes = ((("api_key_id", "expires_at"), False),)
+
+
+class KeyUse(BaseModel):
+    """What a key with per-minute caps used, and when: a request as it is admitted, its tokens as it ends."""
+
+    id = BigAutoField()
+    api_key_id = CharField(max_length=40)
+    at = BigIntegerField()
+    requests = IntegerField(default=0)
+    tokens = BigIntegerField(default=0)
+
+    class Meta:
+        indexes = ((("api_key_id", "at"), False),)
 
 
 class CatalogModel(BaseModel):
@@ -187,5 +215,5 @@ class TotpSetup(BaseModel):
     expires_at = BigIntegerField()
 
 
-MODELS = (Account, RequestLog, HourlyUsage, HourlyGroupUsage, ApiKey, StickyPin, CatalogModel,
+MODELS = (Account, RequestLog, HourlyUsage, HourlyGroupUsage, ApiKey, KeySlot, KeyUse, StickyPin, CatalogModel,
           DashboardSettings, DashboardSession, AuthFailure, TotpSetup)

@@ -12,11 +12,11 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 
 from fixtureapps.token_server import Answer
-from fixtureapps.upstream import Fail
-from helpers.data import PASSWORD, REFRESH_1, jwt, pool_account, row, stored_tokens, write
+from fixtureapps.upstream import Fail, Stream
+from helpers.data import PASSWORD, REFRESH_1, jwt, logs, pool_account, row, stored_tokens, write
 from helpers.http import AUTH, CODEX, CODEX_BODY, sse
 from helpers.servers import Server, app_server, call, call_with_cookie
-from lb import crypto
+from lb import crypto, keys, tables
 
 # Runs app.py with lb.refresh._pause announcing itself: a line in the file named first, each time the
 # instance finds another's refresh lease held and waits to look again. Used as a Server's command prefix.
@@ -164,3 +164,40 @@ def test_one_refresh_per_account_across_both_instances(instances, upstream, toke
     assert [r.headers["authorization"] for r in upstream.requests] == [f"Bearer {new_access}"] * 6
     assert stored_tokens(app, account)[1:] == (new_access, new_refresh)
     assert row(app, account).refresh_lease_until is None
+
+
+
+def test_key_caps_hold_exactly_across_two_instances(instances, upstream):
+    app, start = instances
+    pool_account(app, time.time, "a")
+    with app.app_context(), tables.db.connection_context():
+        now = int(time.time() * 1000)
+        _, two_at_a_time = keys.create({"name": "two at a time", "caps": {"concurrentRequests": 2}}, now)
+        _, three_a_minute = keys.create({"name": "three a minute", "caps": {"requestsPerMinute": 3}}, now)
+    servers = start()
+    gate = threading.Event()
+    upstream.default = Stream(gate=gate)  # an admitted request stays in flight until the gate opens
+    for key, admitted in ((two_at_a_time, 2), (three_a_minute, 3)):
+        gate.clear()
+        ready = threading.Barrier(20, timeout=30)
+
+        def one(i, key=key, ready=ready):
+            ready.wait()  # the twenty leave together, alternately to each instance
+            return ask(servers[i % 2], key=key)
+
+        with ThreadPoolExecutor(20) as pool:
+            futures = [pool.submit(one, i) for i in range(20)]
+            try:
+                deadline = time.monotonic() + 30
+                while sum(f.done() for f in futures) < 20 - admitted and time.monotonic() < deadline:
+                    time.sleep(0.02)  # the refusals come at once; the admitted wait on the gate
+                early = [f.result() for f in futures if f.done()]
+            finally:
+                gate.set()
+            answers = [f.result(timeout=30) for f in futures]
+        assert len(early) == 20 - admitted
+        assert all(status == 429 and body["error"]["code"] == "rate_limit_exceeded" for status, body in early)
+        assert sorted(status for status, _ in answers) == [200] * admitted + [429] * (20 - admitted)
+    assert [log.status for log in logs(app)] == ["ok"] * 5  # the refusals are no request logs
+    with app.app_context(), tables.db.connection_context():
+        assert tables.KeySlot.select().count() == 0  # each admitted request freed its slot

@@ -19,7 +19,10 @@ from helpers.http import (
 from lb import keys, tables
 
 API_KEYS = "/api/api-keys"
-FIELDS = {"id", "name", "keyPrefix", "allowedModels", "expiresAt", "enabled", "createdAt", "lastUsedAt", "limits"}
+FIELDS = {"id", "name", "keyPrefix", "allowedModels", "expiresAt", "enabled", "createdAt", "lastUsedAt", "limits",
+          "caps", "capsInUse"}
+NO_CAPS = {"requestsPerMinute": None, "tokensPerMinute": None, "concurrentRequests": None}
+NOTHING_IN_USE = {"requestsPerMinute": 0, "tokensPerMinute": 0, "concurrentRequests": 0}
 NOW = "2026-11-25T07:00:00Z"
 KEY = re.compile(r"sk-clb-[A-Za-z0-9_-]{43}")
 HOUR_S = 3600
@@ -74,7 +77,7 @@ def test_create_answers_the_key_object_with_its_defaults_and_the_key(authed):
     assert body["id"].startswith("key_") and len(body["id"]) <= 40
     assert body == {"id": body["id"], "name": "laptop", "keyPrefix": key[:15], "allowedModels": None,
                     "expiresAt": None, "enabled": True, "createdAt": NOW, "lastUsedAt": None, "limits": [],
-                    "key": key}
+                    "caps": NO_CAPS, "capsInUse": NOTHING_IN_USE, "key": key}
 
 
 def test_create_takes_every_field(authed):
@@ -82,7 +85,8 @@ def test_create_takes_every_field(authed):
               {"metric": "totalTokens", "window": "day", "max": 0.5},
               {"metric": "inputTokens", "window": "week", "max": 10**12}]
     body = create_key(authed, "ci bot", allowedModels=["o3-pro", "gpt-5.3-codex"],
-                      expiresAt="2026-12-25T09:30:00+02:00", limits=limits)
+                      expiresAt="2026-12-25T09:30:00+02:00", limits=limits,
+                      caps={"requestsPerMinute": 60, "concurrentRequests": 4})
     assert shown(body) == {
         "id": body["id"], "name": "ci bot", "keyPrefix": body["key"][:15], "allowedModels": ["o3-pro", "gpt-5.3-codex"],
         "expiresAt": "2026-12-25T07:30:00Z", "enabled": True, "createdAt": NOW, "lastUsedAt": None,
@@ -91,7 +95,9 @@ def test_create_takes_every_field(authed):
             {"metric": "totalTokens", "window": "day", "max": 0.5, "used": 0, "resetsAt": "2026-11-26T00:00:00Z"},
             {"metric": "inputTokens", "window": "week", "max": 10**12, "used": 0,
              "resetsAt": "2026-11-30T00:00:00Z"},
-        ]}
+        ],
+        "caps": {"requestsPerMinute": 60, "tokensPerMinute": None, "concurrentRequests": 4},  # left out: null
+        "capsInUse": NOTHING_IN_USE}
 
 
 @pytest.mark.parametrize("name", ["x", "x" * 128, "é" * 128, "Ann's laptop (2)", "ключ 🔑"])
@@ -335,7 +341,8 @@ def test_the_command_prints_a_key_that_authenticates(app, authed, clock):
     [listed_key] = listed(authed)
     assert listed_key == {"id": key_id, "name": "ci bot", "keyPrefix": key[:15],
                           "allowedModels": ["o3-pro", "gpt-4o-mini"], "expiresAt": None, "enabled": True,
-                          "createdAt": NOW, "lastUsedAt": None, "limits": []}
+                          "createdAt": NOW, "lastUsedAt": None, "limits": [], "caps": NO_CAPS,
+                          "capsInUse": NOTHING_IN_USE}
 
 
 def test_the_command_without_models_allows_every_model(app, authed):

@@ -2,6 +2,7 @@
 
 routes     the views: capacity, key guard, admit, failover, answer (the OpenAI error envelope)
 capacity   the requests one process carries at once; past them, 503 server_busy
+leases     the per-key caps' slots this process holds, renewed while their requests run
 failover   one client request tried on up to three accounts
 balancer   which account serves, and what an upstream answer does to it (pure)
 upstream   the pooled HTTP client, the SSE reader, the event names
@@ -21,6 +22,7 @@ from typing import Callable, NamedTuple
 
 from lb.proxy import routes
 from lb.proxy.capacity import Capacity
+from lb.proxy.leases import Leases
 from lb.proxy.ledger import Pins
 from lb.proxy.upstream import Upstream
 
@@ -34,6 +36,7 @@ class Proxy(NamedTuple):
     metrics: object  # lb.metrics.Metrics, or its no-op
     pins: Pins
     capacity: Capacity
+    leases: Leases
 
 
 def init_app(app):
@@ -42,6 +45,10 @@ def init_app(app):
     upstream = Upstream(config["UPSTREAM_URL"], config["UPSTREAM_CONNECT_TIMEOUT"], config["UPSTREAM_READ_TIMEOUT"],
                         maxsize=config["THREADS"])
     clock = config["CLOCK"]
-    app.extensions["lb_proxy"] = Proxy(upstream, lambda: int(clock() * 1000), app.extensions["lb_metrics"], Pins(),
-                                       Capacity(config["CAPACITY"]))
+
+    def clock_ms():
+        return int(clock() * 1000)
+
+    app.extensions["lb_proxy"] = Proxy(upstream, clock_ms, app.extensions["lb_metrics"], Pins(),
+                                       Capacity(config["CAPACITY"]), Leases(clock_ms))
     app.register_blueprint(routes.bp)

@@ -4,7 +4,7 @@ A Ledger only gathers, as long as the client request lives; ``write`` puts
 what it gathered in the database in one transaction: the account changes
 (through lb.accounts.apply), the pin, the key's last use and, once the
 request has ended, its log row (through lb.ingest.store_batch, like every
-request log). It runs on a connection the caller holds; ``finish`` borrows
+request log), its tokens against the key's caps and the freeing of its slot. It runs on a connection the caller holds; ``finish`` borrows
 one of its own, so a stream that ends long after its request needs none
 in between.
 """
@@ -13,7 +13,7 @@ import threading
 import time
 import uuid
 
-from lb import accounts, ingest, store
+from lb import accounts, caps, ingest, store
 from lb.clock import HOUR_MS
 from lb.crypto import digest
 from lb.ingest import LogRow
@@ -50,12 +50,15 @@ class Ledger:
         self.requested_at = requested_at  # epoch ms
         self.started = time.monotonic()  # for the log's latency
         self.model = model
+        self.api_key = api_key
         self.api_key_id = api_key.id if api_key is not None else None
         self.key_use = api_key is not None and (api_key.last_used_at or 0) <= requested_at - KEY_USE_MS
         self.account_id = None
         self.status, self.error_code, self.usage = "ok", None, Usage()
         self.changes = {}  # account id -> columns not yet written
         self.pin_to = None  # (pin key, account id) not yet written
+        self.slot_id = None  # the key's slot under its concurrentRequests cap (lb.caps), freed at the end
+        self.finished = False
 
     def serving(self, account_id):
         """The account now trying the request: the log names the one that served it, or the last tried."""
@@ -96,6 +99,9 @@ def write(ledger, now, ended=False, instruments=None):
         if ended:
             # The proxy's own log names an account that may have been deleted meanwhile: no reference check.
             ingest.store_batch([ledger.log_row(now)], check_references=False, instruments=instruments)
+            caps.count_tokens(ledger.api_key, now, ledger.usage.input_tokens + ledger.usage.output_tokens)
+            if ledger.slot_id is not None:
+                store.free_slot(ledger.slot_id)
     ledger.changes, ledger.pin_to, ledger.key_use = {}, None, False
 
 
@@ -106,6 +112,9 @@ def finish(ledger, proxy):
     with db.connection_context():
         write(ledger, now, ended=True, instruments=proxy.metrics)
         proxy.pins.prune(now)
+    ledger.finished = True
+    if ledger.slot_id is not None:
+        proxy.leases.drop(ledger.slot_id)
 
 
 class Pins:

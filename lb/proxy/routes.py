@@ -10,7 +10,7 @@ import time
 
 from flask import Blueprint, Response, current_app, g, jsonify, request
 
-from lb import keys, store
+from lb import caps, keys, store
 from lb.auth import key_required
 from lb.clock import iso
 from lb.errors import ApiError, body, openai_error, takes_large_json
@@ -50,7 +50,11 @@ def take_place():
 
 @bp.teardown_request
 def give_place_back(exc):
-    """A request's place goes back when it ends, unless a stream took it along (lb.proxy.relay gives it back)."""
+    """A request's place goes back when it ends, unless a stream took it along (lb.proxy.relay gives it back);
+    so does its key slot, when an error cut the request short of its ledger's finish."""
+    ledger = g.pop("ledger", None)
+    if ledger is not None and ledger.slot_id is not None and not ledger.finished:
+        _proxy().leases.free(ledger.slot_id)
     if g.pop("proxy_place", False):
         _proxy().capacity.give_back()
 
@@ -96,9 +100,16 @@ def _begin():
 
 
 def _send(ledger, path, payload, stream, cache_key, parse=PARSED):
+    """Admit the request under its key's caps (the last check before the upstream), then send it."""
+    proxy = _proxy()
+    if g.api_key is not None:
+        g.ledger = ledger
+        ledger.slot_id = caps.admit(g.api_key, proxy.clock())
+        if ledger.slot_id is not None:
+            proxy.leases.hold(ledger.slot_id)
     call = failover.Call(path, payload, upstream_headers(request.headers, SSE if stream else "application/json"),
                          stream, cache_key, parse)
-    return failover.send(call, ledger, _proxy())
+    return failover.send(call, ledger, proxy)
 
 
 def _stream(ledger, payload, cache_key):
@@ -154,7 +165,7 @@ def streamed(result, ledger):
         return unserved(result, ledger)
     headers = {"content-type": SSE, **result.headers, "Cache-Control": "no-cache"}
     events = relay.relay(result, ledger, _proxy(), g.get("started", time.perf_counter()))
-    g.proxy_place = False  # the stream gives it back when it ends
+    g.proxy_place, g.ledger = False, None  # the stream gives its place back and finishes its ledger
     return Response(events, 200, headers=headers, direct_passthrough=True)
 
 
