@@ -23,7 +23,7 @@ import time
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 sys.path.insert(0, os.path.join(ROOT, "tests"))
-from helpers.servers import Server, free_port  # noqa: E402  (the server runner the tests use too)
+from helpers.servers import Server, children, free_port  # noqa: E402  (the server runner the tests use too)
 
 PASSWORD = "benchmark password"
 INGEST_TOKEN = "bench-ingest-token"
@@ -76,6 +76,11 @@ def start_server(data_dir, port, log_path=None, argv=None, **settings):
     """``app.py --waitress`` (or ``argv``) on ``port``, its log to ``log_path``, through the tests' runner;
     ``settings`` are more LB_* variables. Its process (a Popen)."""
     return Server(data_dir, port, log_path or os.devnull, argv, INGEST_TOKEN=INGEST_TOKEN, **settings).start().proc
+
+
+def tree_rss_mb(pid):
+    """The RSS of a server and of its worker processes, summed."""
+    return rss_mb(pid) + sum(rss_mb(child) for child in children(pid))
 
 
 def rss_mb(pid):

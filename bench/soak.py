@@ -136,9 +136,18 @@ def histogram_ms(samples, name, q):
     return None
 
 
-def settle(port, timeout=15):
-    """Wait until the server relays no stream (a hang-up is noticed at the stream's next event); the scrape."""
+def settle(port, where, workers=1, timeout=15):
+    """Wait until the server relays no stream (a hang-up is noticed at the stream's next event); the scrape.
+    /metrics is one process's: with several workers, wait instead until the request logs stop coming (a second
+    without a new one), and there is no scrape (None)."""
     deadline = time.time() + timeout
+    if workers > 1:
+        count, still = None, 0
+        while time.time() < deadline and still < 10:
+            now = raw_recount(where)["count"]
+            count, still = now, (still + 1 if now == count else 0)
+            time.sleep(0.1)
+        return None
     while True:
         samples = scrape(port)
         if samples["codexlb_open_streams"] == 0 or time.time() > deadline:
@@ -174,16 +183,16 @@ def soak(data_dir, seconds, checkpoint_seconds, clients=CLIENTS, database_url=No
             upstream_port = int(upstream.url.rsplit(":", 1)[1].split("/")[0])
             loads = start_load(pool, port, upstream_port, cookie, keys, time.time() + seconds)
             written, read, streamed = (load.get() for load in loads)
-            samples = settle(port)
+            samples = settle(port, where, settings.get("WORKERS", 1))
             overview_equal, usage_equal = summaries_equal(port, cookie, where)
-            rss = bench.rss_mb(server.pid)
+            rss = bench.tree_rss_mb(server.pid)
         finally:
             server.terminate()
             server.wait(timeout=30)
             upstream.stop()
     clients = {index: results for share in streamed for index, results in share.items()}
     figures = {"seconds": seconds, "database": "PostgreSQL" if database_url else "SQLite",
-               "checkpoint_seconds": checkpoint_seconds}
+               "workers": settings.get("WORKERS", 1), "checkpoint_seconds": checkpoint_seconds}
     figures.update(dashboard_figures(written, read, log_path, where))
     figures.update(overview_equals_recount=overview_equal, usage_equals_recount=usage_equal)
     figures.update(proxy_figures(clients, keys, where, upstream, samples, seconds))
@@ -242,10 +251,12 @@ def proxy_figures(clients, keys, where, upstream, samples, seconds):
         "streams_cancelled": ended.get("cancelled", 0),
         "proxied_streams_per_s": round(ended.get("ok", 0) / seconds, 1),
         "proxied_other": {k: v for k, v in ended.items() if k not in ("ok", "cancelled")},
-        "upstream_429": limited_hits, "failovers": int(samples["codexlb_failovers_total"]),
-        "upstream_streams": served,
+        "upstream_429": limited_hits, "upstream_streams": served,
+        # /metrics is one process's counts: with several workers, these are not the server's (None).
+        "failovers": int(samples["codexlb_failovers_total"]) if samples else None,
         "server_5xx": int(sum(v for k, v in samples.items()
-                              if k.startswith("codexlb_http_requests_total") and 'status="5' in k)),
+                              if k.startswith("codexlb_http_requests_total") and 'status="5' in k))
+        if samples else None,
     }
     figures["http_5xx_proxied"] = sum(v for k, v in ended.items() if k.startswith("http 5"))
     figures.update(streams.compare(clients, keys, where))
@@ -254,7 +265,7 @@ def proxy_figures(clients, keys, where, upstream, samples, seconds):
         for q in (50, 95):
             figures[f"added_ttfb_p{q}_ms"] = round(bench.percentile(proxied_ms, q) - bench.percentile(direct_ms, q), 2)
     for q in (50, 95):  # the same, as the server sees it: its own part of the first byte, queueing included
-        figures[f"server_added_p{q}_ms"] = histogram_ms(samples, "codexlb_proxy_added_seconds", q)
+        figures[f"server_added_p{q}_ms"] = histogram_ms(samples, "codexlb_proxy_added_seconds", q) if samples else None
     figures.update({f"proxied_ttfb_p{q}_ms": round(bench.percentile(all_ms, q), 2) for q in (50, 95) if all_ms})
     return figures
 
@@ -281,13 +292,16 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seconds", type=int, default=60)
     parser.add_argument("--clients", type=int, default=CLIENTS, help="streaming clients through the proxy")
-    parser.add_argument("--threads", type=int, help="LB_THREADS of the server (default: its own, 32)")
+    parser.add_argument("--threads", type=int, help="LB_THREADS of the server (default: its own)")
+    parser.add_argument("--workers", type=int, default=1, help="LB_WORKERS of the server: processes serving it")
     parser.add_argument("--postgres", metavar="URL", help="a PostgreSQL server whose user may create databases: "
                         "the run uses a fresh database on it (dropped afterwards) instead of SQLite")
     parser.add_argument("--checkpoint-seconds", type=int, default=10, help="LB_CHECKPOINT_SECONDS of the server")
     parser.add_argument("--out", default=os.path.join(bench.ROOT, "bench-results", "soak.json"))
     opts = parser.parse_args(argv)
     settings = {"THREADS": opts.threads} if opts.threads else {}
+    if opts.workers > 1:
+        settings["WORKERS"] = opts.workers
     return in_fresh_dir(lambda data, url: soak(data, opts.seconds, opts.checkpoint_seconds, opts.clients, url,
                                                **settings), opts.out, opts.postgres)
 

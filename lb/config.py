@@ -44,6 +44,10 @@ DEFAULTS = {
     # idle or half-sent one is closed.
     "CONNECTION_LIMIT": None,
     "CHANNEL_TIMEOUT": 120,
+    # waitress processes serving one address (codex-lb --waitress --workers N), and the seconds each
+    # gives its requests in flight to end when it is stopped (SIGTERM, Ctrl-C).
+    "WORKERS": 1,
+    "SHUTDOWN_GRACE": 30,
     # Database connections one process keeps at most; a request waits for a free one.
     "DATABASE_POOL": 32,
     # SQLite: how often a background thread looks at the WAL (0: never).
@@ -66,6 +70,8 @@ RANGES = {
     "CHANNEL_TIMEOUT": (5, 86400),
     "CHECKPOINT_SECONDS": (0, 3600),
     "DATABASE_POOL": (1, 1000),
+    "WORKERS": (1, 64),
+    "SHUTDOWN_GRACE": (0, 3600),
 }
 # Settings in seconds that may have a fraction, and their allowed ranges.
 SECONDS = {

@@ -15,18 +15,21 @@ import logging
 import os
 import resource
 import select
+import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 
 import pytest
 
 import app as entry
-from helpers.data import BOOTSTRAP, INGEST, PASSWORD, POSTGRES_URL, ROOT, empty_postgres
-from helpers.http import AUTH, AUTH_REQUIRED, BEARER, change, error, login, setup_password
-from helpers.servers import app_server, call, call_with_cookie, free_port, wait_for
+from fixtureapps.upstream import Stream
+from helpers.data import BOOTSTRAP, INGEST, PASSWORD, POSTGRES_URL, ROOT, empty_postgres, logs, pool_account
+from helpers.http import AUTH, AUTH_REQUIRED, BEARER, CODEX, CODEX_BODY, change, error, login, setup_password
+from helpers.servers import app_server, call, call_with_cookie, children, eventually, free_port, wait_for
 
 
 
@@ -415,3 +418,72 @@ def test_every_answer_but_a_stream_keeps_its_connection(server):
             assert not response.will_close and conn.sock is first, (method, path, response.status)
     finally:
         conn.close()
+
+
+# -- workers ------------------------------------------------------------------------------------
+
+def test_workers_serve_one_address_a_dead_one_is_replaced_and_sigterm_stops_them_all(tmp_path):
+    if POSTGRES_URL:
+        empty_postgres()
+    server = app_server(tmp_path / "data", WORKERS=2).start()
+    try:
+        assert eventually(lambda: len(children(server.pid)) == 2)
+        first = children(server.pid)
+        assert all(call(server.port, "GET", "/healthz")[0] == 200 for _ in range(20))
+        os.kill(first[0], signal.SIGKILL)
+        assert eventually(lambda: len(children(server.pid)) == 2 and first[0] not in children(server.pid))
+        assert all(call(server.port, "GET", "/healthz")[0] == 200 for _ in range(20))
+        assert f"worker {first[0]} ended (signal 9); starting another" in server.log()
+        workers = children(server.pid)
+        server.proc.send_signal(signal.SIGTERM)
+        assert server.proc.wait(timeout=30) == 0
+        assert not any(os.path.exists(f"/proc/{pid}") for pid in workers)  # none left behind
+        assert "serving http://127.0.0.1:%d with 2 worker processes" % server.port in server.log()
+    finally:
+        server.stop()
+
+
+def test_the_cli_flag_sets_the_workers(tmp_path):
+    if POSTGRES_URL:
+        empty_postgres()
+    server = app_server(tmp_path / "data", argv=[sys.executable, os.path.join(ROOT, "app.py"), "--waitress",
+                                                 "--workers", "3"]).start()
+    try:
+        assert eventually(lambda: len(children(server.pid)) == 3)
+    finally:
+        server.stop()
+    assert not children(server.pid)
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_a_stopped_server_lets_its_streams_in_flight_end_then_exits(make_app, tmp_path, upstream, token_server,
+                                                                    workers):
+    app = make_app(CLOCK=time.time)
+    pool_account(app, time.time, "a")
+    gate = threading.Event()
+    upstream.default = Stream(gate=gate)
+    server = app_server(tmp_path / "data", WORKERS=workers, SHUTDOWN_GRACE=20, UPSTREAM_URL=upstream.url,
+                        OAUTH_TOKEN_URL=token_server.url).start()
+    try:
+        conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=30)
+        conn.request("POST", CODEX, body=json.dumps(CODEX_BODY), headers={"Content-Type": "application/json"})
+        response = conn.getresponse()
+        assert response.status == 200 and response.read1(65536)
+        server.proc.send_signal(signal.SIGTERM)
+        # It takes no new connection meanwhile: its listening socket is closed, so connecting is refused.
+        assert eventually(lambda: not accepts(server.port)) and server.proc.poll() is None
+        gate.set()
+        assert b"response.completed" in response.read()  # the stream in flight ends whole
+        conn.close()
+        assert server.proc.wait(timeout=30) == 0
+    finally:
+        server.stop()
+    assert [log.status for log in logs(app)] == ["ok"]
+
+
+def accepts(port):
+    """Whether a request to ``port`` is answered now."""
+    try:
+        return call(port, "GET", "/healthz")[0] == 200
+    except OSError:
+        return False

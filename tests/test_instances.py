@@ -167,17 +167,32 @@ def test_one_refresh_per_account_across_both_instances(instances, upstream, toke
 
 
 
-def test_key_caps_hold_exactly_across_two_instances(instances, upstream):
-    app, start = instances
+@pytest.fixture
+def two_workers(make_app, tmp_path, upstream, token_server):
+    """(app, start) like ``instances``, but one server of two worker processes: start() returns it twice."""
+    app = make_app(CLOCK=time.time)
+    server = app_server(tmp_path / "data", UPSTREAM_URL=upstream.url, OAUTH_TOKEN_URL=token_server.url, THREADS=8,
+                        WORKERS=2)
+    try:
+        yield app, lambda: [server.start()] * 2
+    finally:
+        server.stop()
+
+
+@pytest.mark.parametrize("through", ["instances", "two_workers"])
+def test_key_caps_hold_exactly_across_processes(request, upstream, through):
+    app, start = request.getfixturevalue(through)
     pool_account(app, time.time, "a")
     with app.app_context(), tables.db.connection_context():
         now = int(time.time() * 1000)
         _, two_at_a_time = keys.create({"name": "two at a time", "caps": {"concurrentRequests": 2}}, now)
         _, three_a_minute = keys.create({"name": "three a minute", "caps": {"requestsPerMinute": 3}}, now)
+        _, tokens_spent = keys.create({"name": "tokens spent", "caps": {"tokensPerMinute": 100}}, now)
     servers = start()
+    assert completed(ask(servers[0], key=tokens_spent))  # 150 tokens: the minute's 100 are spent
     gate = threading.Event()
     upstream.default = Stream(gate=gate)  # an admitted request stays in flight until the gate opens
-    for key, admitted in ((two_at_a_time, 2), (three_a_minute, 3)):
+    for key, admitted in ((two_at_a_time, 2), (three_a_minute, 3), (tokens_spent, 0)):
         gate.clear()
         ready = threading.Barrier(20, timeout=30)
 
@@ -198,6 +213,6 @@ def test_key_caps_hold_exactly_across_two_instances(instances, upstream):
         assert len(early) == 20 - admitted
         assert all(status == 429 and body["error"]["code"] == "rate_limit_exceeded" for status, body in early)
         assert sorted(status for status, _ in answers) == [200] * admitted + [429] * (20 - admitted)
-    assert [log.status for log in logs(app)] == ["ok"] * 5  # the refusals are no request logs
+    assert [log.status for log in logs(app)] == ["ok"] * 6  # the refusals are no request logs
     with app.app_context(), tables.db.connection_context():
         assert tables.KeySlot.select().count() == 0  # each admitted request freed its slot

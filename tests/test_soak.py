@@ -49,6 +49,23 @@ def test_ten_seconds_of_mixed_load_lose_nothing(tmp_path, capsys):
     assert "overview_p50_ms" in printed and "added_ttfb_p50_ms" in printed and "rss_mb" in printed
 
 
+def test_ten_seconds_through_two_workers_lose_nothing(tmp_path):
+    """The same load on a server of two worker processes sharing the database: no database-is-locked reaches a
+    client, no log is lost or doubled. (/metrics is one worker's, so the failover count is not checked.)"""
+    figures = soak.main(["--seconds", "10", "--workers", "2", "--out", str(tmp_path / "soak.json"),
+                         *ON_THIS_DATABASE])
+    assert figures["workers"] == 2 and figures["batches"] > 0
+    assert figures["http_5xx"] == figures["other_errors"] == figures["broken"] == figures["database_locked"] == 0
+    assert figures["lost_ids"] == figures["doubled_ids"] == 0
+    assert figures["overview_equals_recount"] and figures["usage_equals_recount"]
+    assert figures["streams_completed"] > 0 and figures["streams_cancelled"] > 0
+    assert figures["proxied_other"] == {} and figures["http_5xx_proxied"] == 0
+    assert figures["upstream_streams"] == figures["streams_completed"] + figures["streams_cancelled"]
+    assert figures["logs_lost"] == figures["logs_doubled"] == figures["logs_stray"] == 0
+    assert figures["logs_wrong_status"] == figures["ok_served_by_limited"] == 0
+    assert figures["accounts_as_dictated"] and figures["failovers"] is None
+
+
 def test_ten_crashes_under_mixed_load_lose_nothing_acknowledged(tmp_path, capsys):
     out = tmp_path / "crash.json"
     figures = crash.main(["--cycles", "10", "--seconds", "2.5", "--out", str(out), *ON_THIS_DATABASE])

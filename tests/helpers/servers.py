@@ -96,7 +96,35 @@ class Server:
             self.proc.wait(timeout=10)
 
 
+def eventually(check, seconds=30):
+    """Whether ``check()`` holds within ``seconds``: for what a server process does on its own time (a worker
+    restarted, a gone client noticed at its next write)."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if check():
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def children(pid):
+    """The pids of a process's living children (a server's workers)."""
+    found = []
+    for process in os.listdir("/proc"):
+        if process.isdigit():
+            try:
+                with open(f"/proc/{process}/stat", encoding="ascii", errors="replace") as f:
+                    state, parent = f.read().rsplit(")", 1)[1].split()[:2]
+            except (OSError, ValueError):
+                continue  # gone meanwhile
+            if int(parent) == pid and state != "Z":
+                found.append(int(process))
+    return sorted(found)
+
+
 def app_server(data_dir, **settings):
-    """A Server for a test: four threads, the tests' ingest token, and in the PostgreSQL pass its database."""
-    defaults = {"THREADS": 4, "INGEST_TOKEN": INGEST, **({"DATABASE_URL": POSTGRES_URL} if POSTGRES_URL else {})}
+    """A Server for a test: four threads, the tests' ingest token, three seconds' grace when it is stopped, and in
+    the PostgreSQL pass its database."""
+    defaults = {"THREADS": 4, "INGEST_TOKEN": INGEST, "SHUTDOWN_GRACE": 3,
+                **({"DATABASE_URL": POSTGRES_URL} if POSTGRES_URL else {})}
     return Server(data_dir, **{**defaults, **settings})

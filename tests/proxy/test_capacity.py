@@ -12,7 +12,7 @@ import pytest
 from fixtureapps.upstream import Stream
 from helpers.data import logs, pool_account
 from helpers.http import CODEX, CODEX_BODY
-from helpers.servers import app_server, call
+from helpers.servers import app_server, call, eventually
 
 pytestmark = pytest.mark.uses_upstream
 
@@ -60,16 +60,6 @@ def ask(port):
         return response.status, dict(response.getheaders()), json.loads(response.read())
     finally:
         conn.close()
-
-
-def eventually(check, seconds=15):
-    """Whether ``check()`` holds within ``seconds`` (the server notices a gone client on its next write)."""
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if check():
-            return True
-        time.sleep(0.05)
-    return False
 
 
 def test_a_full_server_answers_503_server_busy_at_once_and_each_place_comes_back(serve, upstream):
