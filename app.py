@@ -120,21 +120,28 @@ def stop_gracefully_on_signals(server, socket_map, grace):
     most), exit. ``server``: waitress's one listening server; ``socket_map``: every socket it serves."""
     from waitress import wasyncore
 
+    stopping = []
+
     def stop(signum, frame):
+        if stopping:  # Ctrl-C reaches every worker, and their parent passes SIGTERM on too
+            return
+        stopping.append(signum)
         server.accepting = False
         # Closed by waitress's own loop (its trigger runs the thunk there), not under its feet: a new
         # connection is then refused here and goes to a worker still serving.
         server.trigger.pull_trigger(lambda: wasyncore.dispatcher.close(server))
-        threading.Thread(target=_exit_when_idle, args=(server.task_dispatcher, socket_map, grace),
-                         daemon=True).start()
+        threading.Thread(target=_end_when_idle, args=(server, socket_map, grace), daemon=True).start()
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
 
 
-def _exit_when_idle(dispatcher, socket_map, grace):
-    """Wait until no request runs or waits and every answer has gone out (``grace`` seconds at most); exit."""
-    deadline = time.monotonic() + grace
+def _end_when_idle(server, socket_map, grace):
+    """Wait until no request runs or waits and every answer has gone out (``grace`` seconds at most), then end
+    waitress's loop: with every socket closed it returns, and so does the server."""
+    from waitress import wasyncore
+
+    dispatcher, deadline = server.task_dispatcher, time.monotonic() + grace
 
     def busy():
         unsent = any(getattr(channel, "total_outbufs_len", 0) for channel in list(socket_map.values()))
@@ -147,8 +154,7 @@ def _exit_when_idle(dispatcher, socket_map, grace):
         log.warning("stopping with %d requests still in flight after %s s", busy, grace)
     else:
         log.info("stopped: every request in flight has ended")
-    logging.shutdown()
-    os._exit(0)  # waitress's loop has no way out of its own
+    server.trigger.pull_trigger(lambda: wasyncore.close_all(socket_map))
 
 
 def serve_workers(app, host, port, **options):
