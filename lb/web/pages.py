@@ -14,7 +14,7 @@ from collections import namedtuple
 
 from flask import Blueprint, current_app, render_template, request, url_for
 
-from lb import accounts, keys, request_logs, sessions, tables, totp, usage
+from lb import accounts, caps, keys, request_logs, sessions, tables, totp, usage
 
 # This package's own folders: its blueprint has the template, the app's static files are STATIC.
 STATIC = os.path.join(os.path.dirname(__file__), "static")
@@ -51,6 +51,7 @@ SHELL_DATA = {
         "planTypeMaxLength": accounts.PLAN_TYPE_MAX_LENGTH,
         "keyNameMaxLength": keys.NAME_MAX_LENGTH,
         "keyLimits": keys.MAX_LIMITS,
+        "capMax": caps.MAX_CAP,
         "logPageSize": request_logs.DEFAULT_LIMIT,
     },
     "keyMetrics": labelled(keys.METRICS, {"totalTokens": "Total tokens", "inputTokens": "Input tokens",

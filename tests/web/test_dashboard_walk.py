@@ -1,13 +1,14 @@
 """The dashboard in a real browser (Debian's chromium through Playwright), against the real server.
 
 One walk through what an administrator does on a fresh install: first run,
-every screen of the nav, accounts, a key (shown once, then kept nowhere in the
-page), traffic through the proxy, the overview agreeing with the API, a pause,
-the logs filtered, TOTP on, log out, log in again, the key regenerated and
-deleted. Every screen is photographed at desktop and phone width and checked
-for sideways overflow at 375 px; the console must stay free of errors. The
-asset size and the overview's first paint are measured and printed, not
-asserted on time.
+every screen of the nav, accounts, a key with caps (shown once, then kept
+nowhere in the page), traffic through the proxy, the key's caps listed with
+their use and edited, the overview agreeing with the API, a pause, the logs
+filtered, TOTP on, log out, log in again, the key regenerated and deleted.
+Every screen is photographed at desktop and phone width and checked for
+sideways overflow at 375 px; the console must stay free of errors but the
+browser's report of the one 422 the walk provokes. The asset size and the
+overview's first paint are measured and printed, not asserted on time.
 """
 import json
 import os
@@ -100,6 +101,21 @@ def card(page, name):
     return page.get_attribute(f"[data-testid=card-{name}]", "data-value")
 
 
+def num(page, n):
+    """``n`` as the page writes a number (format.js's num: the browser's locale, no decimals)."""
+    return page.evaluate("n => new Intl.NumberFormat(undefined, { maximumFractionDigits: 0 }).format(n)", n)
+
+
+def caps(rpm, tpm, concurrent):
+    return {"requestsPerMinute": rpm, "tokensPerMinute": tpm, "concurrentRequests": concurrent}
+
+
+def stored_caps(page, base):
+    """The one key's caps, as the JSON API has them."""
+    (key,) = page.request.get(base + "/api/api-keys").json()["apiKeys"]
+    return key["caps"]
+
+
 def test_an_administrator_walks_through_the_dashboard(served, upstream, page):
     base = f"http://127.0.0.1:{served.port}"
     loaded = set()
@@ -135,8 +151,10 @@ def test_an_administrator_walks_through_the_dashboard(served, upstream, page):
     assert page.locator("tr[data-account-id]").count() == 2
     expect(page.locator("tr[data-account-id] td.reason span.muted")).to_have_text(["—", "—"])  # no status reason
 
-    # A key limited to one model; it is shown once, with the Codex CLI's config.
+    # A key limited to one model, with caps; it is shown once, with the Codex CLI's config.
     go(page, "API keys", "keys")
+    changes = []  # what the page asks of the keys API other than reading them
+    page.on("request", lambda r: changes.append(r) if "/api/api-keys" in r.url and r.method != "GET" else None)
     assert page.get_attribute("#key-name", "maxlength") == str(LIMITS["keyNameMaxLength"])
     page.fill("#key-name", "laptop")
     page.get_by_role("button", name="Add limit").click()  # its choices are the API's; without a maximum, refused
@@ -149,6 +167,19 @@ def test_an_administrator_walks_through_the_dashboard(served, upstream, page):
     page.get_by_role("button", name="Remove this limit").click()
     expect(page.locator(".limit-row")).to_have_count(0)
     expect(page.get_by_role("button", name="Add limit")).to_be_focused()
+    # A cap is empty or a whole number up to the API's maximum, from the page's data; anything else is
+    # refused in the page, that cap's input focused, and no request is sent.
+    assert page.get_attribute("#key-cap-tokensPerMinute", "max") == str(LIMITS["capMax"])
+    for bad in ("0", "2.5", str(LIMITS["capMax"] + 1)):
+        page.fill("#key-cap-tokensPerMinute", bad)
+        page.get_by_role("button", name="Create key").click()
+        expect(page.get_by_role("alert")).to_have_text("caps.tokensPerMinute: leave it empty for no cap, or give a "
+                                                       f"whole number from 1 to {num(page, LIMITS['capMax'])}.")
+        expect(page.locator("#key-cap-tokensPerMinute")).to_be_focused()
+    assert changes == [] and page.request.get(base + "/api/api-keys").json()["apiKeys"] == []
+    page.fill("#key-cap-requestsPerMinute", "60")
+    page.fill("#key-cap-tokensPerMinute", "100000")
+    page.fill("#key-cap-concurrentRequests", "4")
     page.check("fieldset#key-models input[value='gpt-5.3-codex']")
     page.get_by_role("button", name="Create key").click()
     key = page.locator("[data-testid=new-key]").inner_text().strip()
@@ -157,13 +188,17 @@ def test_an_administrator_walks_through_the_dashboard(served, upstream, page):
     assert f'base_url = "{base}/backend-api/codex"' in snippet and 'env_key = "CODEX_LB_API_KEY"' in snippet
     assert key in snippet
     expect(count(page)).to_have_text("1 key")
+    (created,) = changes
+    assert created.method == "POST" and created.post_data_json["caps"] == caps(60, 100_000, 4) == stored_caps(page, base)
+    key_row = page.locator("tr[data-key-id]", has_text="laptop")
+    expect(key_row.locator(".cap")).to_have_text(["0 / 60 req/min", f"0 / {num(page, 100_000)} tok/min", "0 / 4 in flight"])
+    expect(page.locator("#key-cap-requestsPerMinute")).to_have_value("")  # the form is ready for another key
     shoot(page, "keys")
     assert in_page_memory(page, key)  # while shown: the search finds it
     page.get_by_role("button", name="Done").click()
     assert not in_page_memory(page, key)  # shown once: the table's list of keys kept no copy
 
-    # Disabled and enabled again: the row is drawn anew, focus on its first button, the new one.
-    key_row = page.locator("tr[data-key-id]", has_text="laptop")
+    # Disabled and enabled again: the row is drawn anew, focus on the new row's button.
     for press, then in (("Disable", "Enable"), ("Enable", "Disable")):
         key_row.get_by_role("button", name=press).click()
         expect(key_row.get_by_role("button", name=then)).to_be_focused()
@@ -178,6 +213,52 @@ def test_an_administrator_walks_through_the_dashboard(served, upstream, page):
         {"model": "o3-pro", "inputTokens": 1000, "outputTokens": 100, "status": "ok"},
         {"model": "o3-pro", "status": "error", "errorCode": "upstream_error"}]},
         {"Authorization": f"Bearer {INGEST}"})
+
+    # The key's caps with their use: its three requests and their tokens of the last minute, none in flight now.
+    go(page, "API keys", "keys")
+    expect(key_row.locator(".cap")).to_have_text(["3 / 60 req/min", f"450 / {num(page, 100_000)} tok/min", "0 / 4 in flight"])
+    # Edited in a dialog that starts from them. A 422 of the server's (the request spoilt on its way) is shown
+    # in the dialog, the cap it names focused; what was typed stays.
+    key_row.get_by_role("button", name="Edit caps").click()
+    dialog = page.get_by_role("dialog")
+    expect(dialog.locator("#edit-cap-requestsPerMinute")).to_be_focused()
+    for name, value in caps("60", "100000", "4").items():
+        expect(dialog.locator(f"#edit-cap-{name}")).to_have_value(value)
+    page.fill("#edit-cap-requestsPerMinute", "3")  # reached by the three requests
+    page.fill("#edit-cap-tokensPerMinute", "")  # cleared: no cap
+    page.fill("#edit-cap-concurrentRequests", "2")
+
+    spoilt = []
+
+    def spoil(route):
+        spoilt.append(route.request.url)
+        route.continue_(post_data=json.dumps({"caps": {**route.request.post_data_json["caps"], "concurrentRequests": 0}}))
+
+    page.route("**/api/api-keys/*", spoil)
+    dialog.get_by_role("button", name="Save caps").click()
+    expect(dialog.get_by_role("alert")).to_have_text(re.compile(r"^caps\.concurrentRequests must be null or a whole number"))
+    expect(page.locator("#edit-cap-concurrentRequests")).to_be_focused()
+    expect(page.locator("#edit-cap-concurrentRequests")).to_have_value("2")
+    page.unroute("**/api/api-keys/*", spoil)
+    shoot(page, "key-caps")
+    dialog.get_by_role("button", name="Save caps").click()
+    expect(dialog).to_have_count(0)
+    expect(key_row.get_by_role("button", name="Edit caps")).to_be_focused()  # the new row's
+    expect(key_row.locator(".cap")).to_have_text(["3 / 3 req/min", "0 / 2 in flight"])
+    reached = re.compile(r"\berror-text\b")  # the next request would be refused
+    expect(key_row.locator("[data-cap=requestsPerMinute]")).to_have_class(reached)
+    expect(key_row.locator("[data-cap=concurrentRequests]")).not_to_have_class(reached)
+    edited = changes[-1]
+    assert edited.method == "PATCH" and edited.post_data_json == {"caps": caps(3, None, 2)}
+    assert stored_caps(page, base) == caps(3, None, 2)
+    # Every cap cleared: the muted dash.
+    key_row.get_by_role("button", name="Edit caps").click()
+    for name in caps(1, 1, 1):
+        page.fill(f"#edit-cap-{name}", "")
+    dialog.get_by_role("button", name="Save caps").click()
+    expect(key_row.locator("td.caps-cell > .muted")).to_have_text("—")
+    expect(key_row.locator(".cap")).to_have_count(0)
+    assert changes[-1].post_data_json == {"caps": caps(None, None, None)} == {"caps": stored_caps(page, base)}
 
     # The overview's cards say what the API says; first paint with data is measured.
     started = time.perf_counter()
@@ -273,7 +354,10 @@ def test_an_administrator_walks_through_the_dashboard(served, upstream, page):
     expect(page.locator("#main tbody tr.empty")).to_have_text("No API keys yet. Create one above.")
     expect(count(page)).to_have_text("0 keys")
 
-    assert page.console_errors == []
+    # The console's one error is the browser's own report of the 422 the walk provoked.
+    (spoilt_url,) = spoilt
+    assert len(page.console_errors) == 1, page.console_errors
+    assert " 422 " in page.console_errors[0] and f"({spoilt_url})" in page.console_errors[0]
     # Every module came with the page's asset version (app.js hands its own on), so none is ever stale.
     version = page.request.get(base + "/").text().split("/static/app.js?v=")[1][:12]
     assert {url.split("?")[1] for url in loaded} == {f"v={version}"}

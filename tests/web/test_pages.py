@@ -20,7 +20,7 @@ from peewee import OperationalError
 
 from helpers.data import ROOT
 from helpers.http import REMOTE, error, setup_password
-from lb import accounts, keys, request_logs, sessions, tables, totp, usage
+from lb import accounts, caps, keys, request_logs, sessions, tables, totp, usage
 from lb.web import pages
 
 PAGES = ["/", "/accounts", "/logs", "/usage", "/keys", "/settings"]
@@ -145,7 +145,7 @@ def test_the_page_hands_its_scripts_the_apis_own_limits_and_choices(client):
         "passwordMinLength": sessions.PASSWORD_MIN_LENGTH, "passwordMaxLength": sessions.PASSWORD_MAX_LENGTH,
         "totpDigits": totp.DIGITS, "emailMaxLength": accounts.EMAIL_MAX_LENGTH,
         "planTypeMaxLength": accounts.PLAN_TYPE_MAX_LENGTH, "keyNameMaxLength": keys.NAME_MAX_LENGTH,
-        "keyLimits": keys.MAX_LIMITS, "logPageSize": request_logs.DEFAULT_LIMIT}
+        "keyLimits": keys.MAX_LIMITS, "capMax": caps.MAX_CAP, "logPageSize": request_logs.DEFAULT_LIMIT}
     assert [name for name, _ in data["keyMetrics"]] == list(keys.METRICS)
     assert [name for name, _ in data["keyWindows"]] == list(keys.WINDOWS)
     assert [name for name, _ in data["usageGroups"]] == list(usage.GROUPS)
@@ -161,6 +161,14 @@ def test_the_password_limits_the_page_hands_on_are_the_ones_the_api_holds_to(cli
         assert error(response) == (422, "validation_error"), length
     response = client.post("/api/dashboard-auth/password/setup", json={"password": "x" * limits["passwordMinLength"]})
     assert response.status_code == 200
+
+
+def test_the_cap_maximum_the_page_hands_on_is_the_one_the_api_holds_to(authed):
+    cap_max = shell_data(authed.get("/").get_data(as_text=True))["limits"]["capMax"]
+    response = authed.post("/api/api-keys", json={"name": "k", "caps": {"requestsPerMinute": cap_max + 1}})
+    assert error(response) == (422, "validation_error")
+    response = authed.post("/api/api-keys", json={"name": "k", "caps": {"requestsPerMinute": cap_max}})
+    assert response.status_code == 201 and response.get_json()["caps"]["requestsPerMinute"] == cap_max
 
 
 def test_a_name_without_a_label_stops_the_app_from_starting():

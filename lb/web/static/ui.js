@@ -121,7 +121,8 @@ export function rowList(tbody, { key, render, empty, changed }) {
       after();
     },
     // A record drawn again in place, or added at the end. refocus: the button pressed went with the
-    // old row, so focus goes to the new row's first button instead of the page.
+    // old row, so focus goes to the new row's first button instead of the page, or to the one that
+    // refocus selects (a CSS selector) when the pressed one is not the first.
     put(record, refocus) {
       const known = list.some((x) => x.id === record.id);
       list = known ? list.map((x) => (x.id === record.id ? record : x)) : [...list, record];
@@ -129,7 +130,7 @@ export function rowList(tbody, { key, render, empty, changed }) {
       if (!old) { rows.paint(); return; }
       const fresh = render(record);
       old.replaceWith(fresh);
-      if (refocus) fresh.querySelector('button').focus();
+      if (refocus) fresh.querySelector(typeof refocus === 'string' ? refocus : 'button').focus();
     },
     drop(id) {
       list = list.filter((x) => x.id !== id);
@@ -151,23 +152,43 @@ export function codeInput(id, digits) {
   return el;
 }
 
-// A modal confirmation; resolves true when the user confirms.
-export function confirm(title, message, okLabel = 'Delete') {
+// A whole number from min to max, or nothing: el.read() is null when empty, else the number, or NaN for
+// anything out of range, a fraction, or what the browser could not read as a number (its value is then
+// "", like an empty one's). type=number gives the spinner and the numeric keyboard; the checks are ours,
+// for the forms that use it are novalidate and say what is wrong in their own words.
+export function wholeInput(id, min, max) {
+  const el = h('input', { id, type: 'number', inputmode: 'numeric', min: String(min), max: String(max), step: '1', autocomplete: 'off' });
+  el.read = () => {
+    if (el.validity.badInput) return NaN;
+    if (el.value === '') return null;
+    const n = Number(el.value);
+    return Number.isInteger(n) && n >= min && n <= max ? n : NaN;
+  };
+  return el;
+}
+
+// A modal dialog around a form: the title, the content, Cancel and `ok`; focus starts on `focus` (else
+// Cancel, the safe choice). Resolves true when it closes with "ok". Without `submit`, ok is a submit
+// button of value "ok" that closes it (confirm's); with it, a submit runs submit(close) instead, which
+// calls close() once its work is done, so that a failed one keeps the dialog and what was typed.
+export function dialog({ title, content, ok, focus, submit }) {
   return new Promise((resolve) => {
-    const ok = h('button', { class: 'btn danger', type: 'submit', value: 'ok' }, okLabel);
     const cancel = h('button', { class: 'btn', type: 'button' }, 'Cancel');
-    const dlg = h('dialog', { class: 'dialog', 'aria-labelledby': 'dlg-title' },
-      h('form', { method: 'dialog' },
-        h('h2', { id: 'dlg-title' }, title),
-        h('p', {}, message),
-        h('div', { class: 'row end' }, cancel, ok)));
+    const form = h('form', { method: 'dialog', novalidate: true },
+      h('h2', { id: 'dlg-title' }, title), content, h('div', { class: 'row end' }, cancel, ok));
+    const dlg = h('dialog', { class: 'dialog', 'aria-labelledby': 'dlg-title' }, form);
     cancel.addEventListener('click', () => dlg.close('cancel'));
+    if (submit) form.addEventListener('submit', (event) => { event.preventDefault(); submit(() => dlg.close('ok')); });
     dlg.addEventListener('close', () => { dlg.remove(); resolve(dlg.returnValue === 'ok'); });
     document.body.append(dlg);
     dlg.showModal();
-    cancel.focus();
+    (focus || cancel).focus();
   });
 }
+
+// A modal confirmation; resolves true when the user confirms.
+export const confirm = (title, message, okLabel = 'Delete') => dialog({
+  title, content: h('p', {}, message), ok: h('button', { class: 'btn danger', type: 'submit', value: 'ok' }, okLabel) });
 
 // <label for=id>text</label> + control, stacked.
 export const field = (label, control, hint) => h('div', { class: 'field' },

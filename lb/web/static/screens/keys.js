@@ -1,6 +1,7 @@
-// API keys: create (models, expiry, limits), show a new key once with a Codex config, and manage keys.
-// The screen is made of the parts below: the header and its count, the create form (its model checks and
-// limit rows), the box that reveals a key once, and the table (a row per key).
+// API keys: create (models, expiry, limits, caps), show a new key once with a Codex config, and manage keys.
+// The screen is made of the parts below: the header and its count, the create form (its model checks,
+// limit rows and caps), the box that reveals a key once, and the table (a row per key, its caps edited
+// in a dialog).
 export default async function keys(ctx) {
   const { api, ui } = ctx;
   const [models, first] = await Promise.all([api.get('/api/models').then((d) => d.models), api.get('/api/api-keys')]);
@@ -87,11 +88,12 @@ function createForm(ctx, models, created) {
   const checks = modelChecks(ctx, models);
   const expires = h('input', { id: 'key-expires', type: 'datetime-local' });
   const limits = limitSet(ctx);
+  const caps = capSet(ctx, 'key-cap');
   const alert = alertBox();
   const create = h('button', { class: 'btn primary', type: 'submit' }, 'Create key');
   const form = h('form', { class: 'stack', novalidate: true },
     h('div', { class: 'grid2' }, field('Name', name, 'For example the machine that uses it.'), field('Expires (optional)', expires)),
-    checks.el, limits.el, alert, h('div', { class: 'row' }, create));
+    checks.el, limits.el, caps.el, alert, h('div', { class: 'row' }, create));
   form.addEventListener('submit', (event) => {
     event.preventDefault();
     busy(create, alert, async () => {
@@ -102,7 +104,8 @@ function createForm(ctx, models, created) {
       if (expires.value) body.expiresAt = ctx.f.fromLocalInput(expires.value);
       const chosen = limits.read();
       if (chosen.length) body.limits = chosen;
-      const k = await ctx.api.post('/api/api-keys', body);
+      body.caps = caps.read();
+      const k = await caps.blamed(ctx.api.post('/api/api-keys', body));
       form.reset();
       limits.clear();
       created(k);
@@ -158,6 +161,55 @@ function limitRow(ctx, i, remove) {
   return row;
 }
 
+// The caps the API knows, in its order: [name, the form's label, the table's unit, what the use counts].
+const CAPS = [
+  ['requestsPerMinute', 'Requests per minute', 'req/min', 'Requests in the last minute'],
+  ['tokensPerMinute', 'Tokens per minute', 'tok/min', 'Tokens (input + output) in the last minute'],
+  ['concurrentRequests', 'Concurrent requests', 'in flight', 'Requests in flight now'],
+];
+
+// The three optional caps, empty for none, filled from `current` (the API's caps) if given; ids start with
+// idPrefix. {el, first (its first input), read() (the API's caps, null for empty; throws on a bad value,
+// its input focused), blamed(promise) (the promise, with the input a 422 names focused if it fails)}.
+function capSet(ctx, idPrefix, current) {
+  const { h, field, wholeInput } = ctx.ui;
+  const max = ctx.config.limits.capMax;
+  const inputs = new Map(CAPS.map(([name]) => [name, wholeInput(`${idPrefix}-${name}`, 1, max)]));
+  for (const [name, input] of inputs) input.value = current?.[name] ?? '';
+  const read = () => Object.fromEntries([...inputs].map(([name, input]) => {
+    const value = input.read();
+    if (Number.isNaN(value)) {
+      input.focus();
+      throw new Error(`caps.${name}: leave it empty for no cap, or give a whole number from 1 to ${ctx.f.num(max)}.`);
+    }
+    return [name, value];
+  }));
+  // The server's 422 starts with the field it refuses ("caps.tokensPerMinute must be…"), shown by the form.
+  const blamed = (promise) => promise.catch((err) => {
+    if (err.code === 'validation_error') inputs.get(/^caps\.(\w+)/.exec(err.message)?.[1])?.focus();
+    throw err;
+  });
+  const el = h('fieldset', { class: 'cap-set' }, h('legend', {}, 'Caps (optional, empty: no cap)'),
+    h('div', { class: 'grid2' }, CAPS.map(([name, label]) => field(label, inputs.get(name)))));
+  return { el, first: inputs.values().next().value, read, blamed };
+}
+
+// The dialog that edits a key's caps: a PATCH with all three, which replaces them; saved(key) gets the answer.
+function editCaps(ctx, k, path, saved) {
+  const { h, alertBox, busy, dialog } = ctx.ui;
+  const caps = capSet(ctx, 'edit-cap', k.caps);
+  const alert = alertBox();
+  const save = h('button', { class: 'btn primary', type: 'submit' }, 'Save caps');
+  return dialog({
+    title: `Caps of “${k.name}”`, content: [caps.el, alert], ok: save, focus: caps.first,
+    submit: (close) => busy(save, alert, async () => {
+      const fresh = await caps.blamed(ctx.api.patch(path, { caps: caps.read() }));
+      close();
+      saved(fresh);
+    }),
+  });
+}
+
 // -- the table ----------------------------------------------------------------------------
 
 // The table of keys: {el, rows} (rows: ui.rowList); count shows how many.
@@ -168,26 +220,29 @@ function keyTable(ctx, models, count, reveal) {
   const rows = rowList(tbody, {
     key: 'data-key-id',
     render: (k) => keyRow(ctx, k, { rows, reveal, modelName }),
-    empty: () => emptyRow(8, 'No API keys yet. Create one above.'),
+    empty: () => emptyRow(9, 'No API keys yet. Create one above.'),
     changed: (list) => { count.textContent = ctx.f.plural(list.length, 'key'); },
   });
   const el = h('section', { class: 'panel flush' },
-    table(['Name', 'Prefix', 'Models', 'Expires', 'Last used', 'Enabled', 'Limits', 'Actions'], tbody, 'API keys'));
+    table(['Name', 'Prefix', 'Models', 'Expires', 'Last used', 'Enabled', 'Limits', 'Caps', 'Actions'], tbody, 'API keys'));
   return { el, rows };
 }
 
-// A key's row, and its actions: enable or disable, regenerate (shown once), delete.
+// A key's row, and its actions: edit its caps, enable or disable, regenerate (shown once), delete.
 function keyRow(ctx, k, { rows, reveal, modelName }) {
   const { h, alertBox, busy, badge, time, confirm, muted } = ctx.ui;
   const { api } = ctx;
   const alert = alertBox();
   const expired = k.expiresAt && new Date(k.expiresAt) <= new Date();
-  const toggle = h('button', { class: 'btn small', type: 'button' }, k.enabled ? 'Disable' : 'Enable');
+  // The pressed button goes with the row it redraws: the new row's own takes the focus (rows.put).
+  const editCapsButton = h('button', { class: 'btn ghost small edit-caps', type: 'button' }, 'Edit caps');
+  const toggle = h('button', { class: 'btn small toggle', type: 'button' }, k.enabled ? 'Disable' : 'Enable');
   const regen = h('button', { class: 'btn small', type: 'button' }, 'Regenerate');
   const remove = h('button', { class: 'btn small danger', type: 'button' }, 'Delete');
   const path = `/api/api-keys/${encodeURIComponent(k.id)}`;
+  editCapsButton.addEventListener('click', () => editCaps(ctx, k, path, (fresh) => rows.put(fresh, 'button.edit-caps')));
   toggle.addEventListener('click', () => busy(toggle, alert, async () => {
-    rows.put(await api.patch(path, { enabled: !k.enabled }), true);
+    rows.put(await api.patch(path, { enabled: !k.enabled }), 'button.toggle');
   }));
   regen.addEventListener('click', () => busy(regen, alert, async () => {
     const fresh = await api.post(`${path}/regenerate`);
@@ -209,6 +264,7 @@ function keyRow(ctx, k, { rows, reveal, modelName }) {
     h('td', { class: 'nowrap' }, k.lastUsedAt ? time(k.lastUsedAt) : muted('Never')),
     h('td', {}, badge(expired ? 'expired' : k.enabled ? 'enabled' : 'disabled')),
     h('td', { class: 'usage-cell' }, k.limits.length ? limitBars(ctx, k.limits) : muted('None')),
+    h('td', { class: 'caps-cell' }, capLines(ctx, k), editCapsButton),
     h('td', { class: 'actions' }, h('div', { class: 'row' }, toggle, regen, remove), alert));
 }
 
@@ -222,5 +278,20 @@ function limitBars(ctx, limits) {
     const metric = ctx.config.keyMetrics.find(([v]) => v === l.metric)?.[1] || l.metric;
     return ctx.ui.bar(l.max ? (l.used / l.max) * 100 : 0, `${metric} / ${l.window}`,
       `${fmt(l.used)} of ${fmt(l.max)} used; resets ${f.dateTime(l.resetsAt)}`);
+  });
+}
+
+// A line per cap the key has, its use right now against it ("12 / 60 req/min"), in the danger colour once
+// reached (the next request is refused); the muted dash for a key without caps.
+function capLines(ctx, k) {
+  const { h, dash, muted } = ctx.ui;
+  const { num } = ctx.f;
+  const set = CAPS.filter(([name]) => k.caps[name] !== null);
+  if (!set.length) return dash();
+  return set.map(([name, , unit, counts]) => {
+    const cap = k.caps[name];
+    const used = k.capsInUse[name];
+    return h('div', { class: `cap${used >= cap ? ' error-text' : ''}`, 'data-cap': name, title: `${counts}: ${num(used)} of at most ${num(cap)}` },
+      `${num(used)} / ${num(cap)} `, muted(unit));
   });
 }
