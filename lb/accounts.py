@@ -57,6 +57,7 @@ def as_json(account):
             "secondaryUsedPercent": account.secondary_used_percent,
             "secondaryResetsAt": iso(account.secondary_resets_at),
         },
+        "usageCheckedAt": iso(account.usage_checked_at),
     }
 
 

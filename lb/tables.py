@@ -58,6 +58,7 @@ class Account(BaseModel):
     secondary_resets_at = BigIntegerField(null=True)
     last_used_at = BigIntegerField(null=True)
     cooldown_until = BigIntegerField(null=True)  # a momentary upstream 429: skipped until then, status unchanged
+    usage_checked_at = BigIntegerField(null=True)  # the last answer that carried usage: a poll or a proxied one
 
     class Meta:
         indexes = ((("email_key", "chatgpt_account_id"), True),)

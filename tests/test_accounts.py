@@ -13,7 +13,7 @@ from lb.tables import Account, db
 
 ACCOUNTS = "/api/accounts"
 KEYS = ["id", "email", "planType", "status", "statusReason", "createdAt", "updatedAt",
-        "chatgptAccountId", "hasCredentials", "lastRefreshAt", "resetsAt", "usage"]
+        "chatgptAccountId", "hasCredentials", "lastRefreshAt", "resetsAt", "usage", "usageCheckedAt"]
 STATUSES = ("active", "paused", "rate_limited", "quota_exceeded", "deactivated")
 NOW = "2026-11-25T07:00:00Z"
 
@@ -38,7 +38,8 @@ def test_create_returns_the_account_with_defaults(authed):
     assert isinstance(account["id"], str) and account["id"]
     assert account == {"id": account["id"], "email": "ann@example.com", "planType": None, "status": "active",
                        "statusReason": None, "createdAt": NOW, "updatedAt": NOW, "chatgptAccountId": None,
-                       "hasCredentials": False, "lastRefreshAt": None, "resetsAt": None, "usage": None}
+                       "hasCredentials": False, "lastRefreshAt": None, "resetsAt": None, "usage": None,
+                       "usageCheckedAt": None}
 
 
 @pytest.mark.parametrize("status", STATUSES)

@@ -37,11 +37,12 @@ def test_an_import_creates_the_account_and_a_second_one_updates_it(authed, app, 
     assert response.status_code == 201
     account = response.get_json()
     assert list(account) == ["id", "email", "planType", "status", "statusReason", "createdAt", "updatedAt",
-                             "chatgptAccountId", "hasCredentials", "lastRefreshAt", "resetsAt", "usage"]
+                             "chatgptAccountId", "hasCredentials", "lastRefreshAt", "resetsAt", "usage",
+                             "usageCheckedAt"]
     assert account == {"id": account["id"], "email": "ann@example.com", "planType": "plus", "status": "active",
                        "statusReason": None, "createdAt": NOW, "updatedAt": NOW, "chatgptAccountId": "ws-personal",
                        "hasCredentials": True, "lastRefreshAt": "2026-11-20T06:00:00Z", "resetsAt": None,
-                       "usage": None}
+                       "usage": None, "usageCheckedAt": None}
     assert stored_tokens(app, account["id"]) == (ID_1, ACCESS_1, REFRESH_1)
 
     clock.advance(60)

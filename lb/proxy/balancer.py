@@ -115,7 +115,8 @@ def _number(value):
 
 
 def usage_changes(headers, now):
-    """The account's usage from the x-codex-primary-*/secondary-* headers of any answer."""
+    """The account's usage from the x-codex-primary-*/secondary-* headers of any answer, stamped checked now
+    when there is any."""
     changes = {}
     for window in ("primary", "secondary"):
         percent = _number(headers.get(f"x-codex-{window}-used-percent"))
@@ -127,6 +128,8 @@ def usage_changes(headers, now):
             changes[f"{window}_resets_at"] = int(reset_at * 1000)
         elif after is not None:
             changes[f"{window}_resets_at"] = now + int(after * 1000)
+    if changes:
+        changes["usage_checked_at"] = now
     return changes
 
 

@@ -98,7 +98,7 @@ def test_accounts_already_tried_count_as_unavailable():
 HEADERS = {"x-codex-primary-used-percent": "42.5", "x-codex-primary-reset-at": str(NOW // 1000 + 600),
            "x-codex-secondary-used-percent": "7", "x-codex-secondary-reset-after-seconds": "3600"}
 USAGE = {"primary_used_percent": 42.5, "primary_resets_at": NOW + 600_000,
-         "secondary_used_percent": 7.0, "secondary_resets_at": NOW + 3_600_000}
+         "secondary_used_percent": 7.0, "secondary_resets_at": NOW + 3_600_000, "usage_checked_at": NOW}
 
 
 def test_every_answer_updates_the_accounts_usage():

@@ -44,11 +44,15 @@ def test_the_upstream_usage_headers_become_the_account_usage(app, authed, clock,
     a, b = pool_account(app, clock, "a"), pool_account(app, clock, "b", secondary_used_percent=1.0)
     upstream.plan("ws-a", Stream(headers={"x-codex-primary-used-percent": "40", "x-codex-secondary-used-percent": "70",
                                           "x-codex-primary-reset-at": str(NOW_S + 600)}))
+    clock.advance(30)
     ask(authed)
-    usage = next(acc for acc in authed.get("/api/accounts").get_json()["accounts"] if acc["id"] == a)["usage"]
-    assert usage == {"primaryUsedPercent": 40.0, "primaryResetsAt": "2026-11-25T07:10:00Z",
-                     "secondaryUsedPercent": 70.0, "secondaryResetsAt": None}
-    ask(authed)
+    account = next(acc for acc in authed.get("/api/accounts").get_json()["accounts"] if acc["id"] == a)
+    assert account["usage"] == {"primaryUsedPercent": 40.0, "primaryResetsAt": "2026-11-25T07:10:00Z",
+                                "secondaryUsedPercent": 70.0, "secondaryResetsAt": None}
+    assert account["usageCheckedAt"] == "2026-11-25T07:00:30Z"  # when an answer last carried its usage
+    ask(authed)  # b's answer carries no usage: its figures stay unchecked
+    assert next(acc for acc in authed.get("/api/accounts").get_json()["accounts"] if acc["id"] == b)[
+        "usageCheckedAt"] is None
     assert [log.account_id for log in logs(app)] == [a, b]  # a now has used more than b
 
 
