@@ -12,6 +12,8 @@ from lb.tables import ACCOUNT_STATUSES, Account, db
 
 # The statuses an account comes back from on its own; resetsAt says when.
 WAITING_STATUSES = ("rate_limited", "quota_exceeded")
+# What a change of status writes; a pause keeps them as they are.
+STATUS_COLUMNS = ("status", "resets_at", "status_reason", "updated_at")
 # The columns' lengths (lb.tables).
 EMAIL_MAX_LENGTH = 254
 PLAN_TYPE_MAX_LENGTH = 64
@@ -125,9 +127,11 @@ def apply(account_id, changes, now, *, admin=False, expect=None):
     status_reason, whoever changes them (the admin, the proxy, a refresh, an import). Whether it was written.
 
     A change of status stamps updated_at. Only the admin pauses an account or
-    ends a pause: any other change of status leaves a paused account as it is,
-    and the columns that came with it too. ``expect``: columns that must still
-    hold these values, so of two concurrent changes made from one read, one wins.
+    ends a pause: any other change of status (with its resets_at and
+    status_reason) leaves a paused account's status as it is, while the other
+    columns (its usage, its plan) are written all the same; the answer then
+    says whether the status was. ``expect``: columns that must still hold
+    these values, so of two concurrent changes made from one read, one wins.
     """
     if not changes:
         return False
@@ -136,7 +140,13 @@ def apply(account_id, changes, now, *, admin=False, expect=None):
         raise ValueError("only the admin pauses an account")
     if "status" in changes:
         changes = {"updated_at": now, **changes}
-    return store.update_account(account_id, changes, keep_pause=automatic, expect=expect)
+    if not automatic:
+        return store.update_account(account_id, changes, expect=expect)
+    status = {name: value for name, value in changes.items() if name in STATUS_COLUMNS}
+    others = {name: value for name, value in changes.items() if name not in STATUS_COLUMNS}
+    if others:
+        store.update_account(account_id, others, expect=expect)
+    return store.update_account(account_id, status, keep_pause=True, expect=expect)
 
 
 def delete(account_id):

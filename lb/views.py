@@ -10,8 +10,8 @@ from importlib import resources
 
 from flask import Blueprint, Response, current_app, jsonify, request
 
-from lb import (accounts, auth, credentials, database, ingest, keys, metrics, overview, request_logs, sessions,
-                settings, store, totp, usage)
+from lb import (accounts, auth, credentials, database, ingest, keys, metrics, overview, quota, request_logs,
+                sessions, settings, store, totp, usage)
 from lb.auth import ingest_required, login_required, password_login_required
 from lb.clock import now_ms
 from lb.errors import body, takes_json
@@ -149,6 +149,13 @@ def get_account(account_id):
 @login_required
 def patch_account(account_id):
     return jsonify(accounts.as_json(accounts.update(account_id, body(), now_ms())))
+
+
+@accounts_bp.post("/<account_id>/refresh-usage")
+@login_required
+def refresh_usage(account_id):
+    upstream = current_app.extensions["lb_proxy"].upstream
+    return jsonify(accounts.as_json(quota.refresh_now(account_id, now_ms(), upstream)))
 
 
 @accounts_bp.delete("/<account_id>")

@@ -400,12 +400,13 @@ def test_a_deleted_accounts_logs_keep_its_id_and_usage(authed):
 
 # -- accounts.apply: the one door for status changes -------------------------------------------
 
-def test_an_automatic_status_change_never_touches_a_paused_account(app, clock):
+def test_an_automatic_status_change_never_touches_a_paused_accounts_status(app, clock):
     paused = pool_account(app, clock, "a", status="paused")
     active = pool_account(app, clock, "b")
     with app.app_context(), db.connection_context():
         assert not accounts.apply(paused, {"status": "rate_limited", "resets_at": NOW_MS + 1,
                                            "primary_used_percent": 90.0}, NOW_MS + 5)
+        assert row(app, paused).primary_used_percent == 90.0  # its usage is recorded all the same
         assert accounts.apply(active, {"status": "rate_limited", "resets_at": NOW_MS + 1}, NOW_MS + 5)
         assert accounts.apply(paused, {"primary_used_percent": 40.0}, NOW_MS + 6)  # no status: written
         with pytest.raises(ValueError):

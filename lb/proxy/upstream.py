@@ -151,6 +151,11 @@ class Upstream:
         return self.pool.urlopen("POST", f"{self.prefix}/{path.lstrip('/')}", body=body, headers=headers,
                                  timeout=self.timeout, preload_content=False, redirect=False, retries=False)
 
+    def get(self, path, headers):
+        """GET ``<base>/<path>`` (the usage endpoint); the answer, read whole."""
+        return self.pool.urlopen("GET", f"{self.prefix}/{path.lstrip('/')}", headers=headers, timeout=self.timeout,
+                                 redirect=False, retries=False)
+
 
 def chunks(answer, size=65536):
     """The body of an ``open`` answer as it arrives: whatever bytes are there, never waiting to fill ``size``."""

@@ -17,6 +17,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 RESPONSES = "/backend-api/codex/responses"
 COMPACT = RESPONSES + "/compact"
+WHAM_USAGE = "/backend-api/wham/usage"
 COMPACT_BODY = {"id": "resp_compact_1", "object": "response.compaction",
                 "output": [{"type": "compaction", "encrypted_content": "abc"}],
                 "usage": {"input_tokens": 50, "input_tokens_details": {"cached_tokens": 0},
@@ -36,6 +37,25 @@ class Stream:
     first: str = None  # "failed" or "error": that is the first and only event
     gate: threading.Event = None  # awaited (30 s at most) before the terminal event, or a cut body's end
     deltas: int = 0  # the text in this many deltas; 0: one per word
+
+
+def usage_payload(plan="plus", primary=(25.0, 1800), secondary=(10.0, 86400), limit_reached=False):
+    """A /wham/usage body: each window (used percent, seconds until it resets)."""
+    def window(used, after, seconds):
+        return {"used_percent": used, "limit_window_seconds": seconds, "reset_after_seconds": after}
+
+    return {"plan_type": plan, "rate_limit": {"allowed": not limit_reached, "limit_reached": limit_reached,
+                                              "primary_window": window(*primary, 18000),
+                                              "secondary_window": window(*secondary, 604800)},
+            "credits": {"has_credits": False, "unlimited": False, "balance": "0"}}
+
+
+@dataclass
+class Usage:
+    """An answer of GET /wham/usage."""
+
+    status: int = 200
+    body: object = field(default_factory=usage_payload)
 
 
 @dataclass
@@ -142,6 +162,14 @@ class _Handler(BaseHTTPRequestHandler):
             answer = Compact() if isinstance(answer, Stream) else answer
             self._json(n, answer.status, COMPACT_BODY if answer.body is None else answer.body, answer.headers)
 
+    def do_GET(self):
+        headers = {name.lower(): value for name, value in self.headers.items()}
+        n, answer = self.server.upstream._next_usage(self.path, headers)
+        if answer is None:
+            self._json(n, 404, {"detail": "Not Found"}, {})
+        else:
+            self._json(n, answer.status, answer.body, {})
+
     def _head(self, n, status, headers):
         self.send_response_only(status)  # no Date, Server or log line: cheaper
         for name, value in {"x-request-id": f"req_{n}", **headers}.items():
@@ -207,6 +235,7 @@ class FakeUpstream:
     def __init__(self):
         self.requests = []  # Recorded, in arrival order
         self.default = Stream()
+        self.usage = {}  # account id -> its /wham/usage answers not used yet (Usage); then USAGE
         self._scripts = {}  # account id -> answers not used yet
         self._lock = threading.Lock()
         self._gates = []
@@ -251,6 +280,16 @@ class FakeUpstream:
                 if self._stopped.is_set():  # stop has opened the gates already: this one must not hold it up
                     answer.gate.set()
             return len(self.requests), body, answer
+
+    def _next_usage(self, path, headers):
+        """Record a GET; its number and, for /wham/usage, its answer."""
+        account = headers.get("chatgpt-account-id")
+        with self._lock:
+            self.requests.append(Recorded(path, headers, None, account, b""))
+            if path.partition("?")[0] != WHAM_USAGE:
+                return len(self.requests), None
+            script = self.usage.get(account)
+            return len(self.requests), script.pop(0) if script else Usage()
 
     def start(self):
         self._httpd = _Server(self)
