@@ -10,7 +10,7 @@ import sys
 import threading
 import time
 
-from lb import announce_bootstrap_token, create_app
+from lb import announce_bootstrap_token, create_app, jobs
 from lb.config import ConfigError
 
 log = logging.getLogger("lb")
@@ -48,6 +48,7 @@ def main(argv=None, serve=None):
             # line would repeat it, with the query string and colour codes.
             logging.getLogger("werkzeug").setLevel(logging.WARNING)
             log.info("development server on http://%s:%s (use --waitress in production)", host, port)
+            jobs.start(app)
             app.run(host=host, port=port, threaded=True)
     except OSError as exc:  # a host that does not resolve, a port in use
         print(f"codex-lb: cannot listen on {host}:{port}: {exc.strerror or exc}", file=sys.stderr)
@@ -112,6 +113,7 @@ def serve_waitress(app, **options):
         listener.channel_class = JsonErrorChannel
     server.print_listen("Serving on http://{}:{}")
     stop_gracefully_on_signals(server, listeners, app.config["SHUTDOWN_GRACE"])
+    jobs.start(app)
     server.run()
 
 

@@ -75,7 +75,8 @@ def build(data_dir, size, seed=1):
 def start_server(data_dir, port, log_path=None, argv=None, **settings):
     """``app.py --waitress`` (or ``argv``) on ``port``, its log to ``log_path``, through the tests' runner;
     ``settings`` are more LB_* variables. Its process (a Popen)."""
-    return Server(data_dir, port, log_path or os.devnull, argv, INGEST_TOKEN=INGEST_TOKEN, **settings).start().proc
+    settings = {"INGEST_TOKEN": INGEST_TOKEN, "USAGE_POLL_SECONDS": 0, **settings}  # the load alone, no poll
+    return Server(data_dir, port, log_path or os.devnull, argv, **settings).start().proc
 
 
 def tree_rss_mb(pid):

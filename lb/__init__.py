@@ -5,8 +5,8 @@ import os
 from flask import Flask
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from lb import (auth, config, credentials, crypto, database, demo, errors, keys, metrics, proxy, refresh, rollups,
-                sessions, store, tables, totp, views, web)
+from lb import (auth, config, credentials, crypto, database, demo, errors, jobs, keys, metrics, proxy, refresh,
+                rollups, sessions, store, tables, totp, views, web)
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +37,7 @@ def create_app(overrides=None):
     views.init_app(app)
     proxy.init_app(app)
     web.init_app(app)  # the browser face: the HTML shell and its static files
+    jobs.init_app(app)  # the usage poll, started when a server starts serving (jobs.start)
     # The maintenance commands.
     sessions.init_app(app)
     rollups.init_app(app)

@@ -48,6 +48,8 @@ DEFAULTS = {
     # gives its requests in flight to end when it is stopped (SIGTERM, Ctrl-C).
     "WORKERS": 1,
     "SHUTDOWN_GRACE": 30,
+    # Seconds between two /wham/usage polls of an account (0: never), spread over the interval.
+    "USAGE_POLL_SECONDS": 300,
     # Database connections one process keeps at most; a request waits for a free one.
     "DATABASE_POOL": 32,
     # SQLite: how often a background thread looks at the WAL (0: never).
@@ -71,6 +73,7 @@ RANGES = {
     "CHECKPOINT_SECONDS": (0, 3600),
     "DATABASE_POOL": (1, 1000),
     "WORKERS": (1, 64),
+    "USAGE_POLL_SECONDS": (0, 86400),
     "SHUTDOWN_GRACE": (0, 3600),
 }
 # Settings in seconds that may have a fraction, and their allowed ranges.

@@ -132,6 +132,35 @@ def key_used(key_id, now):
     _execute("UPDATE api_key SET last_used_at = ? WHERE id = ?", (now, key_id))
 
 
+# -- background jobs (lb.jobs) ---------------------------------------------------------------------
+
+def take_lease(name, holder, now, until):
+    """Take or renew the lease ``name`` for ``holder`` until ``until``, unless another holder's runs beyond
+    ``now``; whether ``holder`` holds it. One statement decides, so of two takers one wins."""
+    _execute("INSERT INTO lease (name, holder, expires_at) VALUES (?, ?, ?) ON CONFLICT (name) DO NOTHING",
+             (name, holder, until))
+    return _execute("UPDATE lease SET holder = ?, expires_at = ? WHERE name = ? AND (holder = ? OR expires_at <= ?)",
+                    (holder, until, name, holder, now)).rowcount > 0
+
+
+POLLABLE = ("WHERE access_token IS NOT NULL AND refresh_token IS NOT NULL "
+            "AND status IN ('active', 'rate_limited', 'quota_exceeded')")
+
+
+def pollable_accounts():
+    """How many accounts the usage poll looks after: with credentials, active or waiting."""
+    return _execute(f"SELECT COUNT(*) FROM account {POLLABLE}").fetchone()[0]
+
+
+def stalest_account(checked_before, skip=()):
+    """The pollable account whose usage was checked longest ago, at or before ``checked_before`` (never
+    checked first), leaving out the ids of ``skip``; or None."""
+    marks = "".join(" AND id <> ?" for _ in skip)
+    rows = _rows(f"SELECT * FROM account {POLLABLE} AND (usage_checked_at IS NULL OR usage_checked_at <= ?){marks} "
+                 "ORDER BY usage_checked_at IS NOT NULL, usage_checked_at, id LIMIT 1", (checked_before, *skip))
+    return rows[0] if rows else None
+
+
 # -- per-key caps (lb.caps): what a key used in the last minute, and its slots in flight ------------------
 
 def lock_api_key(key_id):

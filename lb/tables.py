@@ -144,6 +144,14 @@ class ApiKey(BaseModel):
     concurrent_requests = BigIntegerField(null=True)
 
 
+class Lease(BaseModel):
+    """Who runs a background job now (lb.jobs): one runner across threads, processes and instances."""
+
+    name = CharField(primary_key=True, max_length=64)
+    holder = CharField(max_length=200)
+    expires_at = BigIntegerField()
+
+
 class KeySlot(BaseModel):
     """A request of a key with a concurrentRequests cap, in flight: a lease its process renews (lb.caps)."""
 
@@ -216,5 +224,5 @@ class TotpSetup(BaseModel):
     expires_at = BigIntegerField()
 
 
-MODELS = (Account, RequestLog, HourlyUsage, HourlyGroupUsage, ApiKey, KeySlot, KeyUse, StickyPin, CatalogModel,
-          DashboardSettings, DashboardSession, AuthFailure, TotpSetup)
+MODELS = (Account, RequestLog, HourlyUsage, HourlyGroupUsage, ApiKey, KeySlot, KeyUse, Lease, StickyPin,
+          CatalogModel, DashboardSettings, DashboardSession, AuthFailure, TotpSetup)

@@ -123,8 +123,8 @@ def children(pid):
 
 
 def app_server(data_dir, **settings):
-    """A Server for a test: four threads, the tests' ingest token, three seconds' grace when it is stopped, and in
-    the PostgreSQL pass its database."""
-    defaults = {"THREADS": 4, "INGEST_TOKEN": INGEST, "SHUTDOWN_GRACE": 3,
+    """A Server for a test: four threads, the tests' ingest token, three seconds' grace when it is stopped, no
+    usage poll (a test that wants one says so), and in the PostgreSQL pass its database."""
+    defaults = {"THREADS": 4, "INGEST_TOKEN": INGEST, "SHUTDOWN_GRACE": 3, "USAGE_POLL_SECONDS": 0,
                 **({"DATABASE_URL": POSTGRES_URL} if POSTGRES_URL else {})}
     return Server(data_dir, **{**defaults, **settings})

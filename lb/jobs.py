@@ -1,0 +1,87 @@
+"""Background work with a database lease: one runner across threads, worker processes and instances.
+
+The usage poll (lb.quota) is the one job so far. Every process that serves
+runs its thread; at each tick the thread takes or renews the job's lease
+row, and only the holder polls: the pollable account checked longest ago,
+once its usage is older than LB_USAGE_POLL_SECONDS, so each account is
+polled once an interval, spread over it. A holder that dies frees the lease
+when it runs out. Nothing of this runs on a request's path, and it starts
+only when a server starts serving (``start``), never in a ``flask`` command
+or a workers' parent.
+"""
+import logging
+import os
+import socket
+import threading
+
+from peewee import DatabaseError
+
+from lb import quota, refresh, store
+from lb.tables import db
+
+log = logging.getLogger(__name__)
+
+LEASE = "usage-poll"
+LEASE_MS = 60 * 1000  # a holder gone this long leaves the job to another
+FAILED_BACKOFF_MS = 60 * 1000  # an account whose poll failed is asked again after this, not at every tick
+
+
+class UsagePoller:
+    """The usage poll's runner for one app (``app.extensions["lb_jobs"]``)."""
+
+    def __init__(self, app):
+        self.app = app
+        self.holder = f"{socket.gethostname()}:{os.getpid()}:{id(self):x}"
+        self.interval_ms = app.config["USAGE_POLL_SECONDS"] * 1000
+        self.stop = threading.Event()
+        self.failed = {}  # account id -> when it may be asked again (epoch ms)
+        self._thread = None
+
+    def tick(self, now):
+        """One step: take or renew the lease and, holding it, poll the account most due; its id, or None."""
+        proxy = self.app.extensions["lb_proxy"]
+        with self.app.app_context(), db.connection_context():
+            with db.atomic():
+                if not store.take_lease(LEASE, self.holder, now, now + LEASE_MS):
+                    return None
+            self.failed = {account_id: at for account_id, at in self.failed.items() if at > now}
+            account = store.stalest_account(now - self.interval_ms, skip=sorted(self.failed))
+            if account is None:
+                return None
+            try:
+                quota.poll(account, now, proxy.upstream)
+            except (quota.UsageUnavailable, refresh.RefreshFailed) as failure:
+                log.warning("account %s: usage poll failed (%s)", account.id, failure)
+                self.failed[account.id] = now + FAILED_BACKOFF_MS
+            return account.id
+
+    def period(self):
+        """Seconds between ticks: the interval spread over the accounts, between 1 s and the interval."""
+        try:
+            with self.app.app_context(), db.connection_context():
+                count = store.pollable_accounts()
+        except DatabaseError:
+            count = 1
+        return min(max(1.0, self.interval_ms / 1000 / max(1, count)), self.interval_ms / 1000)
+
+    def start(self):
+        if self.interval_ms and self._thread is None:
+            self._thread = threading.Thread(target=self._run, name="usage-poll", daemon=True)
+            self._thread.start()
+
+    def _run(self):
+        clock = self.app.config["CLOCK"]
+        while not self.stop.wait(self.period()):
+            try:
+                self.tick(int(clock() * 1000))
+            except DatabaseError:  # the next tick tries again
+                log.warning("usage poll: the database did not answer", exc_info=True)
+
+
+def init_app(app):
+    app.extensions["lb_jobs"] = UsagePoller(app)
+
+
+def start(app):
+    """Start the app's background jobs: called as a server starts serving, in each worker process."""
+    app.extensions["lb_jobs"].start()
