@@ -230,9 +230,10 @@ def _call_token_endpoint(refresh_token):
     payload = {"client_id": config["OAUTH_CLIENT_ID"], "grant_type": "refresh_token",
                "refresh_token": refresh_token, "scope": SCOPE}
     try:
-        response = current_app.extensions["lb_refresh"].http.request("POST", config["OAUTH_TOKEN_URL"], body=json.dumps(payload).encode("utf-8"),
-                                 headers={"Content-Type": "application/json", "Accept": "application/json"},
-                                 timeout=TIMEOUT)
+        http = current_app.extensions["lb_refresh"].http
+        response = http.request("POST", config["OAUTH_TOKEN_URL"], body=json.dumps(payload).encode("utf-8"),
+                                headers={"Content-Type": "application/json", "Accept": "application/json"},
+                                timeout=TIMEOUT)
     except urllib3.exceptions.HTTPError as exc:  # connection refused, timeouts, a broken answer
         log.warning("token endpoint unreachable: %s", type(exc).__name__)
         raise RefreshFailed("refresh_unreachable", permanent=False) from None

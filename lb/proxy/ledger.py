@@ -4,9 +4,10 @@ A Ledger only gathers, as long as the client request lives; ``write`` puts
 what it gathered in the database in one transaction: the account changes
 (through lb.accounts.apply), the pin, the key's last use and, once the
 request has ended, its log row (through lb.ingest.store_batch, like every
-request log), its tokens against the key's caps and the freeing of its slot. It runs on a connection the caller holds; ``finish`` borrows
-one of its own, so a stream that ends long after its request needs none
-in between.
+request log), its tokens against the key's caps and the freeing of its
+slot. It runs on a connection the caller holds; ``finish`` borrows one of
+its own, so a stream that ends long after its request needs none in
+between.
 """
 import secrets
 import threading

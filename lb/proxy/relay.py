@@ -10,6 +10,7 @@ import logging
 
 import urllib3
 
+from lb.accounts import STATUS_COLUMNS
 from lb.proxy import balancer
 from lb.proxy.ledger import finish
 from lb.proxy.upstream import (COMPLETED, ENDING, FAILED, INCOMPLETE, TERMINAL, error_of, failure_code,
@@ -28,8 +29,8 @@ def record(event, ledger, headers, now):
         ledger.outcome("ok", f"incomplete:{reason or 'unknown'}", usage_of(response_of(event)))
     else:
         outcome = balancer.after_error(200, error_of(event), headers, now)
-        status_change = {k: v for k, v in outcome.changes.items() if k in ("status", "resets_at", "status_reason")}
-        ledger.change(ledger.account_id, status_change)
+        # The status alone: the stream's headers came with its first event, and their usage is written already.
+        ledger.change(ledger.account_id, {k: v for k, v in outcome.changes.items() if k in STATUS_COLUMNS})
         ledger.outcome(outcome.log_status, outcome.error_code, usage_of(response_of(event)))
 
 

@@ -80,7 +80,8 @@ def test_a_full_server_answers_503_server_busy_at_once_and_each_place_comes_back
     assert ask(server.port)[0] == 200
 
     hang_up(*second)  # the second one's client goes away mid-stream: its place comes back too
-    assert eventually(lambda: [log.status for log in logs(app)] == ["ok", "cancelled"]), [(log.status, log.error_code) for log in logs(app)]
+    assert eventually(lambda: [log.status for log in logs(app)] == ["ok", "cancelled"]), [
+        (log.status, log.error_code) for log in logs(app)]
     assert ask(server.port)[0] == 200 and ask(server.port)[0] == 200  # both places free again
     assert len(logs(app)) == 2  # the refusal is no request log; the models list is none either
 
