@@ -39,6 +39,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import bench  # noqa: E402  (the server, client and percentile helpers)
 import rawdb  # noqa: E402  (reads of the database itself)
 import streams  # noqa: E402  (the fake upstream, the streaming clients, their logs)
+from lb.money import dollars  # noqa: E402
 
 WRITERS, READERS, BATCH = 4, 8, 1000
 CLIENTS, CLIENT_PROCS = 32, 2  # streaming clients through the proxy, and the processes they run in
@@ -213,8 +214,8 @@ def summaries_equal(port, cookie, where):
     counted = (raw["count"], raw["input"], raw["output"])
     return ((overview["requestCount"], overview["usageSummary"]["inputTokens"],
              overview["usageSummary"]["outputTokens"]) == counted,
-            (usage["requests"], usage["inputTokens"], usage["outputTokens"], round(usage["cost"], 4))
-            == (*counted, round(raw["cost"] / 1e6, 4)))
+            (usage["requests"], usage["inputTokens"], usage["outputTokens"], usage["cost"])
+            == (*counted, dollars(raw["cost"], 4)))  # the service's own rounding: half up, not round()
 
 
 def dashboard_figures(written, read, log_path, where):
