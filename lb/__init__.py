@@ -5,8 +5,8 @@ import os
 from flask import Flask
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from lb import (auth, config, credentials, crypto, database, demo, errors, jobs, keys, metrics, proxy, refresh,
-                rollups, sessions, store, tables, totp, views, web)
+from lb import (auth, config, credentials, crypto, database, demo, errors, jobs, keys, metrics, oauth, proxy,
+                refresh, rollups, sessions, store, tables, totp, views, web)
 
 log = logging.getLogger(__name__)
 
@@ -31,6 +31,7 @@ def create_app(overrides=None):
     crypto.init_app(app)
     database.init_app(app, reshaped=rollups.rebuild)
     refresh.init_app(app)
+    oauth.init_app(app)  # sign-in with ChatGPT; its device poller starts with jobs.start
     totp.init_app(app)
     auth.init_app(app)
     metrics.init_app(app)  # GET /metrics, when LB_METRICS_TOKEN is set; the faces count through it

@@ -22,8 +22,10 @@ DEFAULTS = {
     # Bearer token of GET /metrics; unset, there are no metrics.
     "METRICS_TOKEN": None,
     "ENCRYPTION_KEY": None,
-    # Where account tokens are refreshed (the Codex CLI's own endpoint and client id).
-    "OAUTH_TOKEN_URL": "https://auth.openai.com/oauth/token",
+    # Sign-in with ChatGPT and token refreshes: the Codex CLI's own issuer and client id; unset, the
+    # token endpoint is <issuer>/oauth/token.
+    "OAUTH_ISSUER": "https://auth.openai.com",
+    "OAUTH_TOKEN_URL": None,
     "OAUTH_CLIENT_ID": "app_EMoamEEZ73f0CkXaXp7hrann",
     "MAX_BODY_BYTES": 1048576,
     # The proxy: where the Codex backend is, its timeouts in seconds (the read
@@ -76,6 +78,7 @@ RANGES = {
     "USAGE_POLL_SECONDS": (0, 86400),
     "SHUTDOWN_GRACE": (0, 3600),
 }
+URLS = ("UPSTREAM_URL", "OAUTH_ISSUER", "OAUTH_TOKEN_URL")
 # Settings in seconds that may have a fraction, and their allowed ranges.
 SECONDS = {
     "UPSTREAM_CONNECT_TIMEOUT": (0.1, 600.0),
@@ -101,12 +104,15 @@ def load(environ=None, overrides=None):
         if value not in (None, ""):
             config[name] = _parse("LB_" + name, name, value)
     for name, value in (overrides or {}).items():
-        config[name] = _parse(name, name, value) if name in RANGES or name in SECONDS else value
+        parsed = value is not None and (name in RANGES or name in SECONDS or name in URLS)
+        config[name] = _parse(name, name, value) if parsed else value
     config.setdefault("CLOCK", time.time)
     if config["THREADS"] is None:
         config["THREADS"] = config["CAPACITY"] + RESERVED_THREADS
     if config["CONNECTION_LIMIT"] is None:
         config["CONNECTION_LIMIT"] = 2 * config["THREADS"]
+    if config["OAUTH_TOKEN_URL"] is None:
+        config["OAUTH_TOKEN_URL"] = config["OAUTH_ISSUER"] + "/oauth/token"
     return config
 
 
@@ -115,7 +121,7 @@ def _parse(label, name, value):
         return _host(label, value)
     if name in SECONDS:
         return _seconds(label, name, value)
-    if name == "UPSTREAM_URL":
+    if name in URLS:
         return _url(label, value)
     if name not in RANGES:
         return value

@@ -113,13 +113,21 @@ def _store_imported(values, now):
 
 def import_auth_json(data, now):
     """Import a Codex CLI auth.json body at ``now``; (account, created). Nothing is stored on a 422."""
-    values = read_auth_json(data, now)
+    return save(read_auth_json(data, now), now)
+
+
+def save(values, now, then=None):
+    """Store the account ``values`` describe (read_auth_json's, tokens in clear), as an import does:
+    (account, created). ``then(account, created)`` runs in the same transaction; what it raises undoes
+    the whole write."""
     fernet = current_app.extensions["lb_fernet"]
-    values.update({name: crypto.seal(values[name], fernet) for name in TOKENS})
+    values = dict(values, **{name: crypto.seal(values[name], fernet) for name in TOKENS})
     for _ in range(3):
         try:
             with db.atomic():
                 result = _store_imported(values, now)
+                if result is not None and then is not None:
+                    then(*result)
         except IntegrityError:  # a concurrent import created the same account first: update it instead
             continue
         if result is not None:

@@ -85,3 +85,4 @@ def init_app(app):
 def start(app):
     """Start the app's background jobs: called as a server starts serving, in each worker process."""
     app.extensions["lb_jobs"].start()
+    app.extensions["lb_oauth"].start()

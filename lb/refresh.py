@@ -213,7 +213,7 @@ def _reread_profile(id_token, account, now):
     return {"email": email, "email_key": email_key, "plan_type": plan, "updated_at": now}
 
 
-def _error_code(answer):
+def error_code(answer):
     """The token endpoint's error code: error.code, error (a string) or code."""
     if not isinstance(answer, dict):
         return None
@@ -241,7 +241,7 @@ def _call_token_endpoint(refresh_token):
         answer = json.loads(response.data.decode("utf-8"))
     except (ValueError, RecursionError):
         answer = None
-    code = _error_code(answer)
+    code = error_code(answer)
     if code in PERMANENT_CODES:
         raise RefreshFailed(code, permanent=True)
     if response.status == 401:

@@ -200,6 +200,29 @@ class DashboardSettings(BaseModel):
     sticky_sessions = BooleanField(default=True)
 
 
+class OAuthFlow(BaseModel):
+    """A sign-in with ChatGPT (lb.oauth), pending or ended. Its secrets (the PKCE verifier, the state, the
+    device ids) are one sealed JSON object, deleted once the flow ends."""
+
+    id = CharField(primary_key=True, max_length=40)
+    method = CharField(max_length=16)  # browser, device
+    status = CharField(max_length=16)  # pending, completed, failed, expired
+    target_account_id = CharField(max_length=40, null=True)  # the account a re-authentication renews
+    account_id = CharField(max_length=40, null=True)  # the account it made or renewed
+    created = BooleanField(null=True)
+    error_code = CharField(max_length=64, null=True)
+    error_message = TextField(null=True)
+    secrets = TextField(null=True)  # sealed (lb.crypto)
+    interval_seconds = IntegerField(null=True)  # a device flow's polling interval
+    created_at = BigIntegerField()
+    expires_at = BigIntegerField()
+    # Who completes it (a callback's exchange, a device flow's poller) and until when: one at a time,
+    # across threads, processes and instances; and when a device flow is next asked of the issuer.
+    holder = CharField(max_length=200, null=True)
+    lease_until = BigIntegerField(null=True)
+    next_poll_at = BigIntegerField(null=True)
+
+
 class DashboardSession(BaseModel):
     token_hash = CharField(primary_key=True, max_length=64)
     created_at = BigIntegerField()
@@ -225,4 +248,4 @@ class TotpSetup(BaseModel):
 
 
 MODELS = (Account, RequestLog, HourlyUsage, HourlyGroupUsage, ApiKey, KeySlot, KeyUse, Lease, StickyPin,
-          CatalogModel, DashboardSettings, DashboardSession, AuthFailure, TotpSetup)
+          CatalogModel, DashboardSettings, DashboardSession, AuthFailure, TotpSetup, OAuthFlow)

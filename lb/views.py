@@ -10,8 +10,8 @@ from importlib import resources
 
 from flask import Blueprint, Response, current_app, jsonify, request
 
-from lb import (accounts, auth, credentials, database, ingest, keys, metrics, overview, quota, request_logs,
-                sessions, settings, store, totp, usage)
+from lb import (accounts, auth, credentials, database, ingest, keys, metrics, oauth, overview, quota,
+                request_logs, sessions, settings, store, totp, usage)
 from lb.auth import ingest_required, login_required, password_login_required
 from lb.clock import now_ms
 from lb.errors import body, takes_json
@@ -19,6 +19,7 @@ from lb.fields import get_choice, get_time
 
 auth_bp = Blueprint("dashboard_auth", __name__, url_prefix="/api/dashboard-auth")
 accounts_bp = Blueprint("accounts", __name__, url_prefix="/api/accounts")
+oauth_bp = Blueprint("oauth", __name__, url_prefix="/api/oauth/flows")
 keys_bp = Blueprint("api_keys", __name__, url_prefix="/api/api-keys")
 dashboard_bp = Blueprint("dashboard", __name__, url_prefix="/api")
 logs_bp = Blueprint("request_logs", __name__, url_prefix="/api/request-logs")
@@ -165,6 +166,35 @@ def delete_account(account_id):
     return "", 204
 
 
+# -- signing in with ChatGPT -------------------------------------------------------
+
+@oauth_bp.post("")
+@takes_json
+@login_required
+def start_flow():
+    return jsonify(oauth.as_json(oauth.start(body(), now_ms()))), 201
+
+
+@oauth_bp.get("/<flow_id>")
+@login_required
+def get_flow(flow_id):
+    return jsonify(oauth.as_json(oauth.watch(flow_id, now_ms())))
+
+
+@oauth_bp.post("/<flow_id>/callback")
+@takes_json
+@login_required
+def flow_callback(flow_id):
+    return jsonify(oauth.as_json(oauth.callback(flow_id, body(), now_ms())))
+
+
+@oauth_bp.delete("/<flow_id>")
+@login_required
+def cancel_flow(flow_id):
+    oauth.cancel(flow_id)
+    return "", 204
+
+
 # -- API keys --------------------------------------------------------------------
 
 def key_json(key, plaintext=None):
@@ -290,5 +320,5 @@ def load_openapi():
 
 def init_app(app):
     app.extensions["lb_openapi"] = load_openapi()
-    for blueprint in (auth_bp, accounts_bp, keys_bp, dashboard_bp, logs_bp, usage_bp, health_bp):
+    for blueprint in (auth_bp, accounts_bp, oauth_bp, keys_bp, dashboard_bp, logs_bp, usage_bp, health_bp):
         app.register_blueprint(blueprint)

@@ -12,11 +12,12 @@ import time
 
 import pytest
 
+from fixtureapps.issuer import Issuer
 from fixtureapps.token_server import TokenServer
 from fixtureapps.upstream import FakeUpstream
 from helpers.data import BOOTSTRAP, INGEST, POSTGRES_URL, ROOT, Clock, empty_postgres, pool_account
 from helpers.http import setup_password
-from helpers.servers import app_server
+from helpers.servers import LOOPBACK_NOWHERE, app_server
 from lb import create_app, keys, tables
 
 
@@ -60,6 +61,7 @@ def make_app(tmp_path, clock):
             "BOOTSTRAP_TOKEN": BOOTSTRAP,
             "INGEST_TOKEN": INGEST,
             "CHECKPOINT_SECONDS": 0,  # no WAL thread per test app; lb.database.checkpoint is tested directly
+            "OAUTH_ISSUER": LOOPBACK_NOWHERE,  # never auth.openai.com; a test that signs in names its fake issuer
         }
         if POSTGRES_URL:
             settings["DATABASE_URL"] = POSTGRES_URL
@@ -109,6 +111,14 @@ def server(tmp_path):
 def upstream():
     """The fake Codex upstream (tests/fixtureapps/upstream.py) on loopback."""
     server = FakeUpstream().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def issuer(clock):
+    """The fake ChatGPT sign-in (tests/fixtureapps/issuer.py) on loopback; its tokens' exp follows the clock."""
+    server = Issuer(clock=clock).start()
     yield server
     server.stop()
 

@@ -45,6 +45,8 @@ from lb import config, create_app, tables
     ("LB_UPSTREAM_CONNECT_TIMEOUT", "0"),
     ("LB_UPSTREAM_URL", "chatgpt.com/backend-api"),
     ("LB_UPSTREAM_URL", "ftp://example.com"),
+    ("LB_OAUTH_ISSUER", "auth.openai.com"),
+    ("LB_OAUTH_TOKEN_URL", "file:///etc/passwd"),
 ])
 def test_a_bad_setting_is_a_config_error_naming_the_variable(variable, value):
     with pytest.raises(config.ConfigError) as raised:
@@ -62,6 +64,18 @@ def test_the_proxy_settings_and_their_defaults():
                                   "LB_UPSTREAM_READ_TIMEOUT": "0.5", "LB_UPSTREAM_CONNECT_TIMEOUT": "3"})
     assert (loaded["UPSTREAM_URL"], loaded["UPSTREAM_READ_TIMEOUT"], loaded["UPSTREAM_CONNECT_TIMEOUT"]) == (
         "http://127.0.0.1:9000/backend-api", 0.5, 3.0)
+
+
+def test_the_sign_in_settings_and_their_defaults():
+    defaults = config.load(environ={})
+    assert (defaults["OAUTH_ISSUER"], defaults["OAUTH_TOKEN_URL"], defaults["OAUTH_CLIENT_ID"]) == (
+        "https://auth.openai.com", "https://auth.openai.com/oauth/token", "app_EMoamEEZ73f0CkXaXp7hrann")
+    issuer = config.load(environ={"LB_OAUTH_ISSUER": "http://127.0.0.1:9000/"})
+    assert (issuer["OAUTH_ISSUER"], issuer["OAUTH_TOKEN_URL"]) == (
+        "http://127.0.0.1:9000", "http://127.0.0.1:9000/oauth/token")
+    both = config.load(environ={"LB_OAUTH_ISSUER": "http://127.0.0.1:9000",
+                                "LB_OAUTH_TOKEN_URL": "http://127.0.0.1:9001/token"})
+    assert both["OAUTH_TOKEN_URL"] == "http://127.0.0.1:9001/token"
 
 
 def test_settings_come_from_defaults_then_environment_then_overrides():

@@ -39,6 +39,7 @@ from schemathesis.specs.openapi.checks import (
     content_type_conformance, response_headers_conformance, response_schema_conformance, status_code_conformance,
 )
 
+from fixtureapps.issuer import Issuer
 from fixtureapps.token_server import TokenServer
 from fixtureapps.upstream import FakeUpstream
 from helpers.data import INGEST, POSTGRES_URL, ROOT, auth_json, empty_postgres, id_token, jwt
@@ -83,9 +84,9 @@ def target(tmp_path_factory):
     if POSTGRES_URL:
         empty_postgres()
     data_dir = tmp_path_factory.mktemp("fuzz") / "data"
-    upstream, token_server = FakeUpstream().start(), TokenServer().start()
-    server = app_server(data_dir, UPSTREAM_URL=upstream.url, OAUTH_TOKEN_URL=token_server.url, METRICS_TOKEN=METRICS,
-                    UPSTREAM_READ_TIMEOUT=5, THREADS=8)
+    upstream, token_server, issuer = FakeUpstream().start(), TokenServer().start(), Issuer().start()
+    server = app_server(data_dir, UPSTREAM_URL=upstream.url, OAUTH_ISSUER=issuer.url, OAUTH_TOKEN_URL=token_server.url,
+                        METRICS_TOKEN=METRICS, UPSTREAM_READ_TIMEOUT=5, THREADS=8)
     server.start()
     try:
         port = server.port
@@ -113,6 +114,7 @@ def target(tmp_path_factory):
         server.stop()
         upstream.stop()
         token_server.stop()
+        issuer.stop()
         if tables.db.obj is not None:
             tables.db.obj.close_all()
 

@@ -270,6 +270,24 @@ def test_accounts_match_their_schema(app, authed, spec):
     assert authed.delete(f"/api/accounts/{manual['id']}").status_code == 204
 
 
+def test_sign_in_flows_match_their_schema(make_app, issuer, spec):
+    client = make_app(OAUTH_ISSUER=issuer.url).test_client()
+    flows = "/api/oauth/flows"
+    browser = post(client, flows, {"method": "browser"}).get_json()
+    device = post(client, flows, {"method": "device"}).get_json()
+    for flow in (browser, device):
+        conforms(spec, schema_of(spec, flows, "post", 201), flow)
+        assert required_of(spec, "OAuthFlow") <= set(flow) <= set(spec["components"]["schemas"]["OAuthFlow"]["properties"])
+    done = post(client, f"{flows}/{browser['id']}/callback",
+                {"callbackUrl": issuer.sign_in(browser["authorizationUrl"])}).get_json()
+    conforms(spec, schema_of(spec, f"{flows}/{{id}}/callback", "post", 200), done)
+    failed = post(client, flows, {"method": "browser"}).get_json()
+    issuer.deny = True
+    post(client, f"{flows}/{failed['id']}/callback", {"callbackUrl": issuer.sign_in(failed["authorizationUrl"])})
+    for flow in (done, device, failed):
+        conforms(spec, schema_of(spec, f"{flows}/{{id}}", "get", 200), ok(client.get(f"{flows}/{flow['id']}")))
+
+
 def test_api_keys_match_their_schema(authed, spec):
     created = post(authed, "/api/api-keys", {"name": "laptop", "allowedModels": ["gpt-5.3-codex"],
                                              "expiresAt": "2027-01-01T00:00:00Z",
