@@ -107,28 +107,29 @@ def server(tmp_path):
     srv.stop()
 
 
+def running(server):
+    """Start a fake server for a fixture, and stop it after the test."""
+    server.start()
+    yield server
+    server.stop()
+
+
 @pytest.fixture
 def upstream():
     """The fake Codex upstream (tests/fixtureapps/upstream.py) on loopback."""
-    server = FakeUpstream().start()
-    yield server
-    server.stop()
+    yield from running(FakeUpstream())
 
 
 @pytest.fixture
 def issuer(clock):
     """The fake ChatGPT sign-in (tests/fixtureapps/issuer.py) on loopback; its tokens' exp follows the clock."""
-    server = Issuer(clock=clock).start()
-    yield server
-    server.stop()
+    yield from running(Issuer(clock=clock))
 
 
 @pytest.fixture
 def token_server():
     """The fake OAuth token endpoint (tests/fixtureapps/token_server.py) on loopback."""
-    server = TokenServer().start()
-    yield server
-    server.stop()
+    yield from running(TokenServer())
 
 
 @pytest.fixture

@@ -26,6 +26,7 @@ from dataclasses import dataclass, replace
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlencode, urlsplit
 
+from fixtureapps.loopback import Loopback
 from helpers.data import AUTH_CLAIMS, id_token, jwt
 
 CLIENT_ID = "app_EMoamEEZ73f0CkXaXp7hrann"
@@ -84,7 +85,7 @@ def _json(raw):
     return body if isinstance(body, dict) else {}
 
 
-class Issuer:
+class Issuer(Loopback):
     def __init__(self, client_id=CLIENT_ID, clock=time.time):
         self.client_id = client_id
         self.clock = clock  # epoch seconds, for the access token's exp
@@ -103,12 +104,10 @@ class Issuer:
         self._codes = {}
         self._devices = {}
         self._lock = threading.Lock()
-        self._httpd = None
-        self._thread = None
 
     @property
     def url(self):
-        return f"http://127.0.0.1:{self._httpd.server_address[1]}"
+        return self.base_url
 
     # -- what a test does -----------------------------------------------------------------------
 
@@ -299,13 +298,7 @@ class Issuer:
             def log_message(self, *args):
                 pass  # quiet: the test reads problems and token_requests instead
 
-        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._thread = threading.Thread(target=self._httpd.serve_forever, kwargs={"poll_interval": 0.05},
-                                        name="fake-issuer", daemon=True)
-        self._thread.start()
-        return self
+        return self.serve(ThreadingHTTPServer(("127.0.0.1", 0), Handler), "fake-issuer")
 
     def stop(self):
-        self._httpd.shutdown()
-        self._httpd.server_close()  # joins the handler threads
-        self._thread.join(timeout=10)
+        self.shutdown()

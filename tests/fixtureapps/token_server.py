@@ -11,6 +11,8 @@ import threading
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
+from fixtureapps.loopback import Loopback
+
 
 @dataclass
 class Answer:
@@ -19,7 +21,7 @@ class Answer:
     gate: threading.Event = None
 
 
-class TokenServer:
+class TokenServer(Loopback):
     def __init__(self):
         self.requests = []  # (path, parsed JSON body or the raw bytes, headers)
         self.script = []
@@ -27,12 +29,10 @@ class TokenServer:
         self.arrived = threading.Event()  # set as each request comes in (a test may clear it)
         self._lock = threading.Lock()
         self._gates = []
-        self._httpd = None
-        self._thread = None
 
     @property
     def url(self):
-        return f"http://127.0.0.1:{self._httpd.server_address[1]}/oauth/token"
+        return self.base_url + "/oauth/token"
 
     @property
     def bodies(self):
@@ -78,15 +78,9 @@ class TokenServer:
             def log_message(self, *args):
                 pass  # quiet: the test reads self.requests instead
 
-        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._thread = threading.Thread(target=self._httpd.serve_forever, kwargs={"poll_interval": 0.05},
-                                        name="token-server", daemon=True)
-        self._thread.start()
-        return self
+        return self.serve(ThreadingHTTPServer(("127.0.0.1", 0), Handler), "token-server")
 
     def stop(self):
         for gate in self._gates:
             gate.set()
-        self._httpd.shutdown()
-        self._httpd.server_close()  # joins the handler threads
-        self._thread.join(timeout=10)
+        self.shutdown()

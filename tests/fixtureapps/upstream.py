@@ -15,6 +15,8 @@ import time
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
+from fixtureapps.loopback import Loopback
+
 RESPONSES = "/backend-api/codex/responses"
 COMPACT = RESPONSES + "/compact"
 WHAM_USAGE = "/backend-api/wham/usage"
@@ -222,16 +224,18 @@ class _Server(ThreadingHTTPServer):
             self.open.discard(request)
         super().shutdown_request(request)
 
-    def close_connections(self):
+    def server_close(self):
+        """Shut the connections clients keep alive down too, then close the socket (and join the handlers)."""
         with self.open_lock:
             for request in self.open:
                 try:
                     request.shutdown(socket.SHUT_RDWR)  # a handler blocked reading the next request sees the end
                 except OSError:
                     pass
+        super().server_close()
 
 
-class FakeUpstream:
+class FakeUpstream(Loopback):
     def __init__(self):
         self.requests = []  # Recorded, in arrival order
         self.default = Stream()
@@ -240,12 +244,10 @@ class FakeUpstream:
         self._lock = threading.Lock()
         self._gates = []
         self._stopped = threading.Event()
-        self._httpd = None
-        self._thread = None
 
     @property
     def url(self):
-        return f"http://127.0.0.1:{self._httpd.server_address[1]}/backend-api"
+        return self.base_url + "/backend-api"
 
     def plan(self, account, *answers):
         """Append answers to the script of requests carrying this chatgpt-account-id."""
@@ -292,18 +294,11 @@ class FakeUpstream:
             return len(self.requests), script.pop(0) if script else Usage()
 
     def start(self):
-        self._httpd = _Server(self)
-        self._thread = threading.Thread(target=self._httpd.serve_forever, kwargs={"poll_interval": 0.05},
-                                        name="fake-upstream", daemon=True)
-        self._thread.start()
-        return self
+        return self.serve(_Server(self), "fake-upstream")
 
     def stop(self):
         with self._lock:
             self._stopped.set()
             for gate in self._gates:
                 gate.set()
-        self._httpd.shutdown()
-        self._httpd.close_connections()
-        self._httpd.server_close()  # closes the socket, joins the handler threads
-        self._thread.join(timeout=10)
+        self.shutdown()
