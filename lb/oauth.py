@@ -369,15 +369,20 @@ class DevicePoller:
                 self._thread.start()
         self._woken.set()
 
-    def round(self, now):
-        """Poll each pending device flow that is due; seconds until the next is, or None when none is pending."""
-        pending = OAuthFlow.select(OAuthFlow.id).where(
+    def _pending(self):
+        return OAuthFlow.select(OAuthFlow.id, OAuthFlow.holder, OAuthFlow.lease_until, OAuthFlow.next_poll_at,
+                                OAuthFlow.expires_at).where(
             (OAuthFlow.method == "device") & (OAuthFlow.status == "pending"))
-        for flow in pending:
+
+    def round(self, now):
+        """Poll each pending device flow that is due; seconds until one may be this poller's to poll again, or
+        None when none is pending. A flow another poller holds is looked at again when its lease runs out (or
+        when a read of it wakes this one)."""
+        for flow in self._pending():
             poll_device(flow.id, self.holder, now)
-        due = [flow.next_poll_at for flow in OAuthFlow.select(OAuthFlow.next_poll_at).where(
-            (OAuthFlow.method == "device") & (OAuthFlow.status == "pending"))]
-        return max(0.05, (min(due) - now) / 1000) if due else None
+        turns = [min(flow.expires_at, flow.next_poll_at if flow.holder in (None, self.holder) else
+                     max(flow.next_poll_at, flow.lease_until or 0)) for flow in self._pending()]
+        return max(0.05, (min(turns) - now) / 1000) if turns else None
 
     def _run(self):
         clock = self.app.config["CLOCK"]
@@ -387,6 +392,9 @@ class DevicePoller:
                     wait = self.round(int(clock() * 1000))
             except DatabaseError:
                 log.warning("device sign-in: the database did not answer", exc_info=True)
+                wait = 1.0
+            except Exception:  # a bug must not end the thread: the flows would never be polled again
+                log.exception("device sign-in: a round failed")
                 wait = 1.0
             self._woken.wait(wait)
             self._woken.clear()

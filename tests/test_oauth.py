@@ -356,6 +356,26 @@ def test_one_poller_holds_a_device_flow_until_its_lease_runs_out(app, authed, is
     assert poll(app, flow["id"], lapsed + 1000, holder="instance-1") == "pending" and device_polls(issuer) == 3
 
 
+def test_each_instances_poller_waits_for_its_turn_and_sleeps_when_nothing_is_pending(app, make_app, authed,
+                                                                                    issuer):
+    first, second = app.extensions["lb_oauth"], make_app(OAUTH_ISSUER=issuer.url).extensions["lb_oauth"]
+
+    def round_at(poller, now):
+        with poller.app.app_context(), tables.db.connection_context():
+            return poller.round(now)
+
+    assert round_at(first, NOW_MS) is None  # nothing pending: it sleeps until woken
+    flow = start(authed, "device")
+    assert round_at(first, NOW_MS) == 1.0 and device_polls(issuer) == 0  # due in a second
+    assert round_at(first, NOW_MS + 1000) == 1.0 and device_polls(issuer) == 1  # polled: the next in a second
+    # The other instance's poller leaves it to the first until the first's lease would run out.
+    assert round_at(second, NOW_MS + 2000) == (1000 + 1000 + oauth.LEASE_MS - 2000) / 1000
+    assert device_polls(issuer) == 1
+    issuer.approve(flow["userCode"])
+    assert round_at(first, NOW_MS + 2000) is None and device_polls(issuer) == 2  # completed: none pending
+    assert ok(authed.get(f"{FLOWS}/{flow['id']}"))["status"] == "completed"
+
+
 def test_a_cancelled_device_flow_is_polled_no_more(app, authed, issuer):
     flow = start(authed, "device")
     assert authed.delete(f"{FLOWS}/{flow['id']}").status_code == 204
