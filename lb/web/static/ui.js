@@ -167,6 +167,29 @@ export function wholeInput(id, min, max) {
   return el;
 }
 
+// [a Copy button for `text`, its status]; without a clipboard, `shown` (the element showing the text) is
+// selected for a copy by hand, and the status says so, naming the text as `what` ("key", "code").
+export function copyButton(text, shown, what) {
+  const status = h('span', { class: 'small', role: 'status' });
+  const copy = h('button', { class: 'btn small', type: 'button' }, 'Copy');
+  copy.addEventListener('click', async () => {
+    try {
+      if (!navigator.clipboard) throw new Error('no clipboard');
+      await navigator.clipboard.writeText(text);
+      status.className = 'small ok-text';
+      status.textContent = 'Copied.';
+    } catch {
+      status.className = 'small error-text';
+      status.textContent = `Could not copy: select the ${what} and copy it by hand.`;
+      const range = document.createRange();
+      range.selectNodeContents(shown);
+      getSelection().removeAllRanges();
+      getSelection().addRange(range);
+    }
+  });
+  return [copy, status];
+}
+
 // A modal dialog around a form: the title, the content, Cancel and `ok`; focus starts on `focus` (else
 // Cancel, the safe choice). Resolves true when it closes with "ok". Without `submit`, ok is a submit
 // button of value "ok" that closes it (confirm's); with it, a submit runs submit(close) instead, which
