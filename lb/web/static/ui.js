@@ -194,7 +194,9 @@ export function copyButton(text, shown, what) {
 // Cancel, the safe choice). Resolves true when it closes with "ok". Without `submit`, ok is a submit
 // button of value "ok" that closes it (confirm's); with it, a submit runs submit(close) instead, which
 // calls close() once its work is done, so that a failed one keeps the dialog and what was typed.
-export function dialog({ title, content, ok, focus, submit }) {
+// opened(dlg, cancel), if given, runs once it is shown: the <dialog> (to close it from outside, as when the
+// screen goes away) and its Cancel button (to rename it once there is nothing left to cancel).
+export function dialog({ title, content, ok, focus, submit, opened }) {
   return new Promise((resolve) => {
     const cancel = h('button', { class: 'btn', type: 'button' }, 'Cancel');
     const form = h('form', { method: 'dialog', novalidate: true },
@@ -206,6 +208,7 @@ export function dialog({ title, content, ok, focus, submit }) {
     document.body.append(dlg);
     dlg.showModal();
     (focus || cancel).focus();
+    if (opened) opened(dlg, cancel);
   });
 }
 
