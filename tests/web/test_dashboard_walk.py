@@ -4,10 +4,13 @@ One walk through what an administrator does on a fresh install: first run,
 every screen of the nav, accounts, a key with caps (shown once, then kept
 nowhere in the page), traffic through the proxy, the key's caps listed with
 their use and edited, the overview agreeing with the API, a pause, the logs
-filtered, TOTP on, log out, log in again, the key regenerated and deleted.
+filtered, TOTP on, log out, log in again, the key regenerated and deleted,
+then accounts signed in with ChatGPT at a fake issuer: one added with a
+device code (after an attempt cancelled and one declined), one deactivated
+by a usage refresh and re-authenticated in the browser method.
 Every screen is photographed at desktop and phone width and checked for
 sideways overflow at 375 px; the console must stay free of errors but the
-browser's report of the one 422 the walk provokes. The asset size and the
+browser's reports of the 422 and the 400 the walk provokes. The asset size and the
 overview's first paint are measured and printed, not asserted on time.
 """
 import json
@@ -20,7 +23,8 @@ import pyotp
 import pytest
 from playwright.sync_api import expect
 
-from fixtureapps.upstream import Stream
+from fixtureapps.issuer import Identity, Issuer
+from fixtureapps.upstream import Stream, Usage
 from helpers.data import INGEST, PASSWORD, ROOT, auth_json, id_token, jwt
 from helpers.servers import app_server
 from lb.web import pages
@@ -55,8 +59,19 @@ def count(page):
 
 
 @pytest.fixture
-def served(tmp_path, upstream, token_server):
-    server = app_server(tmp_path / "data", UPSTREAM_URL=upstream.url, OAUTH_TOKEN_URL=token_server.url, THREADS=16)
+def issuer():
+    """The fake ChatGPT sign-in on the real clock: its tokens must look fresh to the server, which runs on it."""
+    server = Issuer().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def served(tmp_path, upstream, issuer):
+    # The issuer is also the token endpoint (its /oauth/token): the imported tokens are fresh for ten days, never
+    # refreshed. No background usage poll: the walk's Refresh is the one check of an account's usage.
+    server = app_server(tmp_path / "data", UPSTREAM_URL=upstream.url, OAUTH_ISSUER=issuer.url, USAGE_POLL_SECONDS=0,
+                        THREADS=16)
     server.start()
     yield server
     server.stop()
@@ -116,7 +131,7 @@ def stored_caps(page, base):
     return key["caps"]
 
 
-def test_an_administrator_walks_through_the_dashboard(served, upstream, page):
+def test_an_administrator_walks_through_the_dashboard(served, upstream, issuer, page):
     base = f"http://127.0.0.1:{served.port}"
     loaded = set()
     page.on("response", lambda r: loaded.add(r.url) if "/static/" in r.url else None)
@@ -354,10 +369,93 @@ def test_an_administrator_walks_through_the_dashboard(served, upstream, page):
     expect(page.locator("#main tbody tr.empty")).to_have_text("No API keys yet. Create one above.")
     expect(count(page)).to_have_text("0 keys")
 
-    # The console's one error is the browser's own report of the 422 the walk provoked.
+    # Sign in with ChatGPT, with a device code. A first attempt, cancelled: its flow is deleted with the dialog.
+    go(page, "Accounts", "accounts")
+    expect(count(page)).to_have_text("2 accounts")
+    page.get_by_role("button", name="Sign in with ChatGPT").click()
+    dialog = page.get_by_role("dialog")
+    expect(dialog.get_by_role("button", name="Browser sign-in")).to_be_focused()
+    dialog.get_by_role("button", name="Device code").click()
+    user_code = dialog.locator("[data-testid=oauth-user-code]")
+    expect(user_code).to_have_text(re.compile(r"^[A-Z]{4}-\d{4}$"))
+    with page.expect_request(lambda r: r.method == "DELETE" and "/api/oauth/flows/" in r.url) as cancelled:
+        dialog.get_by_role("button", name="Cancel").click()
+    expect(dialog).to_have_count(0)
+    assert page.request.get(cancelled.value.url).status == 404
+    # One the person declines at the issuer: the server's poll fails the flow, the dialog says why and offers
+    # to start again.
+    page.get_by_role("button", name="Sign in with ChatGPT").click()
+    dialog.get_by_role("button", name="Device code").click()
+    expect(user_code).to_have_text(re.compile(r"^[A-Z]{4}-\d{4}$"))
+    issuer.reject(user_code.inner_text())
+    expect(dialog.get_by_role("alert")).to_have_text("The issuer refused the device code: access_denied", timeout=10_000)
+    expect(dialog.get_by_role("button", name="Start again")).to_be_focused()
+    dialog.get_by_role("button", name="Start again").click()
+    expect(dialog.get_by_role("alert")).to_be_hidden()
+    # Then one the fake issuer approves: the page shows the code, copies it, counts down to the flow's end and
+    # reads the flow each second until the server's own poll of the issuer completes it; the list follows.
+    dialog.get_by_role("button", name="Device code").click()
+    expect(user_code).to_have_text(re.compile(r"^[A-Z]{4}-\d{4}$"))
+    expect(dialog.locator("[data-testid=oauth-countdown]")).to_have_text(re.compile(r"^1[45]:[0-5]\d$"))
+    device_page = dialog.get_by_role("link", name="Open the device page")
+    expect(device_page).to_have_attribute("href", issuer.url + "/codex/device")
+    expect(device_page).to_have_attribute("target", "_blank")
+    expect(device_page).to_have_attribute("rel", "noopener noreferrer")
+    page.context.grant_permissions(["clipboard-read", "clipboard-write"], origin=base)
+    dialog.get_by_role("button", name="Copy").click()
+    expect(dialog.get_by_text("Copied.")).to_be_visible()
+    assert page.evaluate("navigator.clipboard.readText()") == user_code.inner_text()
+    shoot(page, "sign-in-device")
+    issuer.approve(user_code.inner_text())
+    expect(dialog.get_by_role("alert")).to_have_text("Signed in as alice@example.com: the account was added.",
+                                                     timeout=10_000)
+    expect(dialog.get_by_role("button", name="Close")).to_be_focused()
+    expect(count(page)).to_have_text("3 accounts")
+    alice = page.locator("tr[data-account-id]", has_text="alice@example.com")
+    expect(alice.get_by_test_id("account-status")).to_have_text("active")
+    dialog.get_by_role("button", name="Close").click()
+    expect(dialog).to_have_count(0)
+
+    # Refresh asks the upstream for an account's usage now: the row shows it and when it was checked.
+    b_row = page.locator("tr[data-account-id]", has_text="b@example.com")
+    expect(b_row.get_by_test_id("usage-checked")).to_have_text(re.compile(r"^never checked"))
+    b_row.get_by_role("button", name="Refresh").click()
+    expect(b_row.get_by_test_id("usage-checked")).to_have_text(re.compile(r"^checked just now"))
+    expect(b_row.get_by_role("progressbar", name="Primary")).to_have_attribute("aria-valuenow", "25")
+    expect(b_row.get_by_role("button", name="Refresh")).to_be_focused()  # the new row's
+    # A 403 from the usage API deactivates the account: Re-authenticate, in the browser method, brings it back.
+    upstream.usage["ws-b"] = [Usage(status=403, body={"detail": "Forbidden"})]
+    b_row.get_by_role("button", name="Refresh").click()
+    expect(b_row.get_by_test_id("account-status")).to_have_text("deactivated")
+    expect(b_row.get_by_role("button", name="Re-authenticate")).to_have_class(re.compile(r"\bprimary\b"))
+    b_row.get_by_role("button", name="Re-authenticate").click()
+    expect(dialog.get_by_role("heading")).to_have_text("Re-authenticate b@example.com")
+    dialog.get_by_role("button", name="Browser sign-in").click()
+    authorize = dialog.get_by_role("link", name="Open the ChatGPT sign-in page")
+    expect(authorize).to_have_attribute("target", "_blank")
+    expect(authorize).to_have_attribute("rel", "noopener noreferrer")
+    issuer.user = Identity(email="b@example.com", account_id="ws-b", plan="pro")
+    ended_on = issuer.sign_in(authorize.get_attribute("href"))
+    # An address of another sign-in (its state is not this one's) is refused; the flow waits for the right one.
+    page.fill("#oauth-callback", re.sub(r"state=[^&]+", "state=not-this-one", ended_on))
+    page.get_by_role("button", name="Finish sign-in").click()
+    expect(dialog.get_by_role("alert")).to_contain_text("state does not match")
+    shoot(page, "sign-in-browser")
+    page.fill("#oauth-callback", ended_on)
+    page.get_by_role("button", name="Finish sign-in").click()
+    expect(dialog.get_by_role("alert")).to_have_text("Signed in as b@example.com: the account was re-authenticated.")
+    expect(b_row.get_by_test_id("account-status")).to_have_text("active")
+    expect(b_row.locator("td").nth(1)).to_have_text("pro")
+    dialog.get_by_role("button", name="Close").click()
+    expect(b_row.get_by_role("button", name="Re-authenticate")).to_be_focused()  # the reloaded list's
+    expect(count(page)).to_have_text("3 accounts")
+    assert issuer.problems == []
+
+    # The console's errors are the browser's own reports of the 422 and the 400 the walk provoked.
     (spoilt_url,) = spoilt
-    assert len(page.console_errors) == 1, page.console_errors
+    assert len(page.console_errors) == 2, page.console_errors
     assert " 422 " in page.console_errors[0] and f"({spoilt_url})" in page.console_errors[0]
+    assert " 400 " in page.console_errors[1] and "/callback)" in page.console_errors[1]
     # Every module came with the page's asset version (app.js hands its own on), so none is ever stale.
     version = page.request.get(base + "/").text().split("/static/app.js?v=")[1][:12]
     assert {url.split("?")[1] for url in loaded} == {f"v={version}"}

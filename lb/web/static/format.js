@@ -39,6 +39,13 @@ export function relative(iso, now = Date.now()) {
   return diff < 0 ? `${text} ago` : `in ${text}`;
 }
 
+// The time left until `iso` as "mm:ss" ("00:00" once it has passed), for a countdown of a few minutes.
+export function countdown(iso, now = Date.now()) {
+  const s = Math.max(0, Math.ceil((new Date(iso).getTime() - now) / 1000));
+  const p = (n) => String(n).padStart(2, '0');
+  return `${p(Math.floor(s / 60))}:${p(s % 60)}`;
+}
+
 // A billing period [start, end) as "Nov 1 – Nov 30, 2026" (the end is exclusive).
 export function period(start, end) {
   if (!start || !end) return '';

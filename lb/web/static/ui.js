@@ -167,11 +167,36 @@ export function wholeInput(id, min, max) {
   return el;
 }
 
+// [a Copy button for `text`, its status]; without a clipboard, `shown` (the element showing the text) is
+// selected for a copy by hand, and the status says so, naming the text as `what` ("key", "code").
+export function copyButton(text, shown, what) {
+  const status = h('span', { class: 'small', role: 'status' });
+  const copy = h('button', { class: 'btn small', type: 'button' }, 'Copy');
+  copy.addEventListener('click', async () => {
+    try {
+      if (!navigator.clipboard) throw new Error('no clipboard');
+      await navigator.clipboard.writeText(text);
+      status.className = 'small ok-text';
+      status.textContent = 'Copied.';
+    } catch {
+      status.className = 'small error-text';
+      status.textContent = `Could not copy: select the ${what} and copy it by hand.`;
+      const range = document.createRange();
+      range.selectNodeContents(shown);
+      getSelection().removeAllRanges();
+      getSelection().addRange(range);
+    }
+  });
+  return [copy, status];
+}
+
 // A modal dialog around a form: the title, the content, Cancel and `ok`; focus starts on `focus` (else
 // Cancel, the safe choice). Resolves true when it closes with "ok". Without `submit`, ok is a submit
 // button of value "ok" that closes it (confirm's); with it, a submit runs submit(close) instead, which
 // calls close() once its work is done, so that a failed one keeps the dialog and what was typed.
-export function dialog({ title, content, ok, focus, submit }) {
+// opened(dlg, cancel), if given, runs once it is shown: the <dialog> (to close it from outside, as when the
+// screen goes away) and its Cancel button (to rename it once there is nothing left to cancel).
+export function dialog({ title, content, ok, focus, submit, opened }) {
   return new Promise((resolve) => {
     const cancel = h('button', { class: 'btn', type: 'button' }, 'Cancel');
     const form = h('form', { method: 'dialog', novalidate: true },
@@ -183,6 +208,7 @@ export function dialog({ title, content, ok, focus, submit }) {
     document.body.append(dlg);
     dlg.showModal();
     (focus || cancel).focus();
+    if (opened) opened(dlg, cancel);
   });
 }
 

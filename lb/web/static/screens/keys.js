@@ -37,7 +37,7 @@ function revealBox(ctx) {
     el.replaceChildren(
       h('h2', {}, `${verb} key “${k.name}”`),
       h('p', {}, h('strong', {}, 'Copy it now: '), 'this is the only time the key is shown.'),
-      h('div', { class: 'key-line' }, h('span', { 'data-testid': 'new-key' }, keyCode), ...copyButton(ctx, k.key, keyCode)),
+      h('div', { class: 'key-line' }, h('span', { 'data-testid': 'new-key' }, keyCode), ...ctx.ui.copyButton(k.key, keyCode, 'key')),
       h('p', { class: 'muted' }, 'For the Codex CLI: put this in ~/.codex/config.toml and export the key in your shell.'),
       h('pre', { 'data-testid': 'codex-snippet' }, codexConfig(k, ctx.config.codexModel)),
       h('div', { class: 'row end' }, h('button', { class: 'btn ghost small', type: 'button', onclick: hide }, 'Done')));
@@ -54,29 +54,6 @@ function codexConfig(k, codexModel) {
   return [`model = "${model}"`, 'model_provider = "codexlb"', '', '[model_providers.codexlb]', 'name = "OpenAI"',
     `base_url = "${location.origin}/backend-api/codex"`, 'wire_api = "responses"', 'env_key = "CODEX_LB_API_KEY"', '',
     `export CODEX_LB_API_KEY=${k.key}`].join('\n');
-}
-
-// [the Copy button, its status]; without a clipboard the key is selected for a copy by hand.
-function copyButton(ctx, key, keyCode) {
-  const { h } = ctx.ui;
-  const status = h('span', { class: 'small', role: 'status' });
-  const copy = h('button', { class: 'btn small', type: 'button' }, 'Copy');
-  copy.addEventListener('click', async () => {
-    try {
-      if (!navigator.clipboard) throw new Error('no clipboard');
-      await navigator.clipboard.writeText(key);
-      status.className = 'small ok-text';
-      status.textContent = 'Copied.';
-    } catch {
-      status.className = 'small error-text';
-      status.textContent = 'Could not copy: select the key and copy it by hand.';
-      const range = document.createRange();
-      range.selectNodeContents(keyCode);
-      getSelection().removeAllRanges();
-      getSelection().addRange(range);
-    }
-  });
-  return [copy, status];
 }
 
 // -- the create form ----------------------------------------------------------------------
