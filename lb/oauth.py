@@ -187,7 +187,8 @@ def callback(flow_id, data, now):
         raise invalid("callbackUrl", "has no state: paste the whole address the browser ended on")
     if state is not None and not crypto.constant_equal(state, secret["state"]):
         raise ApiError(400, "oauth_state_mismatch",
-                       "The address is from another sign-in (its state does not match); paste this one's")
+                       "That address is from another sign-in (its state does not match): paste the one this "
+                       "sign-in ended on")
     if error is not None:
         code = error if refresh.CODE.fullmatch(error) else "an unnamed error"
         _fail(flow_id, None, Failure(400, "oauth_denied", f"The sign-in was refused: {code}"))
