@@ -3,9 +3,9 @@
 The usage poll (lb.quota) is the job here; ``start`` also starts the device
 sign-in poller (lb.oauth), whose lease is each flow's own row. Every process
 that serves runs the usage poll's thread; at each tick the thread takes or
-renews the job's lease row, and only the holder polls: the pollable account checked longest ago,
-once its usage is older than LB_USAGE_POLL_SECONDS, so each account is
-polled once an interval, spread over it. A holder that dies frees the lease
+renews the job's lease row, and only the holder polls: the pollable account
+checked longest ago, once its usage is older than LB_USAGE_POLL_SECONDS, so
+each account is polled once an interval, spread over it. A holder that dies frees the lease
 when it runs out. Nothing of this runs on a request's path, and it starts
 only when a server starts serving (``start``), never in a ``flask`` command
 or a workers' parent.

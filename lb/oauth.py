@@ -51,12 +51,11 @@ PENDING_POLLS = (403, 404)  # the device token endpoint's "not yet"
 
 
 class Failure(Exception):
-    """A flow that cannot complete: answered ``status`` with ``code``, and the flow failed with it (unless
-    ``pending``: a wrong state leaves it waiting for the right address)."""
+    """A flow that cannot complete: the flow fails with ``code``, and the request is answered ``status``."""
 
-    def __init__(self, status, code, message, pending=False):
+    def __init__(self, status, code, message):
         super().__init__(message)
-        self.status, self.code, self.message, self.pending = status, code, message, pending
+        self.status, self.code, self.message = status, code, message
 
 
 # -- the flow object -------------------------------------------------------------------------
@@ -221,14 +220,14 @@ def _take(flow_id, holder, now, until=None, **also):
 
 
 def _fail(flow_id, holder, failure):
-    """End the flow as failed with ``failure`` (unless it is only a wrong state), then raise it as an ApiError."""
-    if not failure.pending:
-        where = (OAuthFlow.id == flow_id) & (OAuthFlow.status == "pending")
-        if holder:
-            where &= OAuthFlow.holder == holder
-        OAuthFlow.update(status="failed", error_code=failure.code, error_message=failure.message, secrets=None,
-                         holder=None, lease_until=None).where(where).execute()
-        log.warning("sign-in %s failed: %s", flow_id, failure.code)
+    """End the flow as failed with ``failure`` (if ``holder`` still holds it, when given), then raise it as an
+    ApiError."""
+    where = (OAuthFlow.id == flow_id) & (OAuthFlow.status == "pending")
+    if holder:
+        where &= OAuthFlow.holder == holder
+    OAuthFlow.update(status="failed", error_code=failure.code, error_message=failure.message, secrets=None,
+                     holder=None, lease_until=None).where(where).execute()
+    log.warning("sign-in %s failed: %s", flow_id, failure.code)
     raise ApiError(failure.status, failure.code, failure.message)
 
 

@@ -257,8 +257,8 @@ def test_the_flows_need_a_dashboard_session(app, authed):
 def alices_account(client, status="deactivated"):
     data = auth_json(id_token(email="alice@example.com", workspace="ws_1"), account_id="ws_1")
     account = created(post(client, IMPORT, data))
-    changed = ok(client.patch(f"{ACCOUNTS}/{account['id']}", json={"status": status, "statusReason": "refresh_token_expired"}))
-    return changed
+    return ok(client.patch(f"{ACCOUNTS}/{account['id']}",
+                           json={"status": status, "statusReason": "refresh_token_expired"}))
 
 
 def test_re_authentication_renews_a_deactivated_accounts_tokens_and_brings_it_back(app, authed, issuer):
