@@ -123,6 +123,86 @@ def test_the_text_in_n_deltas_and_extra_headers(up, conn):
     assert [e["delta"] for e in parse(response.read()) if "delta" in e] == ["ab", "cd", "efg"]
 
 
+def test_a_message_then_two_function_calls_each_with_its_index_call_id_and_arguments(up, conn):
+    weather, time_ = '{"city": "Paris", "unit": "celsius"}', '{"zone": "Europe/Paris"}'
+    up.default = Stream(text="Let me look", calls=(("get_weather", weather), ("get_time", time_)))
+    events = parse(post(conn).read())
+    call = ["response.output_item.added", *["response.function_call_arguments.delta"] * 3,
+            "response.function_call_arguments.done", "response.output_item.done"]
+    assert [e["type"] for e in events] == [
+        "response.created", "response.in_progress", "response.output_item.added", "response.content_part.added",
+        *["response.output_text.delta"] * 3, "response.output_text.done", "response.content_part.done",
+        "response.output_item.done", *call, *call, "response.completed"]
+    assert [e["sequence_number"] for e in events] == list(range(len(events)))
+    indexed = [e for e in events if "output_index" in e]
+    assert [e["output_index"] for e in indexed] == [0] * 8 + [1] * 6 + [2] * 6
+    assert {e["item_id"] for e in indexed[:8] if "item_id" in e} == {"msg_1"}
+    assert events[-2]["item"] == {"type": "function_call", "id": "fc_1_2", "call_id": "call_2", "name": "get_time",
+                                  "arguments": time_, "status": "completed"}
+    for index, (item_id, call_id, name, arguments) in enumerate(
+            [("fc_1_1", "call_1", "get_weather", weather), ("fc_1_2", "call_2", "get_time", time_)], 1):
+        mine = [e for e in indexed if e["output_index"] == index]
+        assert mine[0]["item"] == {"type": "function_call", "id": item_id, "call_id": call_id, "name": name,
+                                   "arguments": "", "status": "in_progress"}
+        pieces = [e["delta"] for e in mine if e["type"] == "response.function_call_arguments.delta"]
+        assert len(pieces) == 3 and all(pieces) and "".join(pieces) == arguments
+        assert {e["item_id"] for e in mine[1:-1]} == {item_id}
+        assert mine[-2]["arguments"] == arguments
+        assert mine[-1]["item"] == {"type": "function_call", "id": item_id, "call_id": call_id, "name": name,
+                                    "arguments": arguments, "status": "completed"}
+    assert json.loads(events[-2]["item"]["arguments"]) == {"zone": "Europe/Paris"}
+    assert events[-1]["response"]["output"] == []
+
+
+def test_no_text_sends_no_message_only_the_calls_from_index_0(up, conn):
+    up.default = Stream(text="", calls=(("ls", '{"path": "."}'),))
+    events = parse(post(conn).read())
+    assert [e["type"] for e in events] == [
+        "response.created", "response.in_progress", "response.output_item.added",
+        *["response.function_call_arguments.delta"] * 3, "response.function_call_arguments.done",
+        "response.output_item.done", "response.completed"]
+    assert not any(e["type"].startswith(("response.content_part", "response.output_text")) for e in events)
+    assert {e["output_index"] for e in events if "output_index" in e} == {0}
+    assert all(e["item"]["type"] == "function_call" for e in events if "item" in e)
+    assert events[2]["item"]["call_id"] == "call_1"
+
+
+def test_an_incomplete_stream_with_its_reason_and_reasoning_tokens_in_its_usage(up, conn):
+    up.default = Stream(text="Partial", calls=(("f", "{}"),), end="incomplete", incomplete_reason="content_filter",
+                        usage=(10, 4, 50), reasoning_tokens=32)
+    events = parse(post(conn).read())
+    last = events[-1]
+    assert last["type"] == "response.incomplete" and not any(e["type"] == "response.completed" for e in events)
+    assert last["response"]["status"] == "incomplete"
+    assert last["response"]["incomplete_details"] == {"reason": "content_filter"}
+    assert last["response"]["usage"] == {"input_tokens": 10, "input_tokens_details": {"cached_tokens": 4},
+                                         "output_tokens": 50, "output_tokens_details": {"reasoning_tokens": 32},
+                                         "total_tokens": 60}
+    done = [e["item"] for e in events if e["type"] == "response.output_item.done"]
+    assert [(item["type"], item["status"]) for item in done] == [("message", "completed"),
+                                                                  ("function_call", "incomplete")]
+    assert [e["delta"] for e in events if e["type"] == "response.function_call_arguments.delta"] == ["{", "}"]
+
+
+def test_reasoning_tokens_reach_a_completed_streams_usage(up, conn):
+    up.default = Stream(reasoning_tokens=7)
+    usage = parse(post(conn).read())[-1]["response"]["usage"]
+    assert usage["output_tokens_details"] == {"reasoning_tokens": 7}
+    assert usage["total_tokens"] == 150  # reasoning is part of the output tokens, not added to them
+
+
+@pytest.mark.parametrize("end, last", [("cut", "response.function_call_arguments.delta"),
+                                       ("failed", "response.failed")])
+def test_a_cut_or_failed_stream_with_calls_stops_after_the_last_calls_arguments(up, conn, end, last):
+    up.default = Stream(calls=(("a", '{"x": 1}'), ("b", '{"y": 2}')), end=end)
+    events = parse(post(conn).read())
+    assert events[-1]["type"] == last
+    done = [e["item"]["call_id"] for e in events if e["type"] == "response.output_item.done" and
+            e["item"]["type"] == "function_call"]
+    assert done == ["call_1"]  # the message and the first call are done, the last call never is
+    assert "".join(e["delta"] for e in events if e.get("item_id") == "fc_1_2") == '{"y": 2}'
+
+
 def test_events_arrive_one_by_one_while_the_gate_holds_the_end(up, conn):
     gate = threading.Event()
     up.default = Stream(gate=gate)

@@ -34,11 +34,14 @@ class Stream:
     headers: dict = field(default_factory=dict)
     delay: float = 0.0  # seconds between events
     first_delay: float = 0.0  # seconds between the headers and the first event
-    end: str = "completed"  # or "incomplete", "failed", "cut" (the body ends after the deltas)
+    end: str = "completed"  # or "incomplete", "failed", "cut" (the body ends after the last item's deltas)
     error: dict = field(default_factory=lambda: {"code": "server_error", "message": "boom"})
     first: str = None  # "failed" or "error": that is the first and only event
     gate: threading.Event = None  # awaited (30 s at most) before the terminal event, or a cut body's end
     deltas: int = 0  # the text in this many deltas; 0: one per word
+    calls: tuple = ()  # (name, arguments JSON string) function calls, streamed after the text: see _call_events
+    reasoning_tokens: int = 0  # the terminal usage's output_tokens_details.reasoning_tokens
+    incomplete_reason: str = "max_output_tokens"  # incomplete_details.reason when end == "incomplete"
 
 
 def usage_payload(plan="plus", primary=(25.0, 1800), secondary=(10.0, 86400), limit_reached=False):
@@ -88,16 +91,61 @@ class Recorded:
     raw: bytes = b""  # the body as received
 
 
+def _slices(text, n):
+    """``text`` in ``n`` even slices that join back to it exactly."""
+    return [text[len(text) * i // n:len(text) * (i + 1) // n] for i in range(n)]
+
+
 def _pieces(stream):
     """The text cut into deltas that join back to it exactly: ``deltas`` even slices, else one per word."""
     text, n = stream.text, stream.deltas
     if n > 0:
-        return [text[len(text) * i // n:len(text) * (i + 1) // n] for i in range(n)]
+        return _slices(text, n)
     return re.findall(r"\s*\S+\s*", text) or [text]
 
 
+def call_id(k):
+    """The call_id of a stream's k-th function call (1, 2, ...): the same in every stream."""
+    return f"call_{k}"
+
+
+def _message_events(stream, n, index):
+    """A message item's events: (those up to its last delta, those that close it given the item status)."""
+    item = {"id": f"msg_{n}", "type": "message", "role": "assistant"}
+    where = {"item_id": item["id"], "output_index": index, "content_index": 0}
+    opening = [("response.output_item.added",
+                {"output_index": index, "item": {**item, "status": "in_progress", "content": []}}),
+               ("response.content_part.added", {**where, "part": {"type": "output_text", "text": ""}})]
+    opening += [("response.output_text.delta", {**where, "delta": piece}) for piece in _pieces(stream)]
+    part = {"type": "output_text", "text": stream.text, "annotations": []}
+    return opening, lambda status: [
+        ("response.output_text.done", {**where, "text": stream.text}),
+        ("response.content_part.done", {**where, "part": part}),
+        ("response.output_item.done", {"output_index": index, "item": {**item, "status": status, "content": [part]}})]
+
+
+def _call_events(n, k, index, name, arguments):
+    """The k-th function call's events (item id fc_<n>_<k>, call id call_<k>), its arguments in up to 3 deltas."""
+    item = {"type": "function_call", "id": f"fc_{n}_{k}", "call_id": call_id(k), "name": name}
+    where = {"item_id": item["id"], "output_index": index}
+    opening = [("response.output_item.added",
+                {"output_index": index, "item": {**item, "arguments": "", "status": "in_progress"}})]
+    opening += [("response.function_call_arguments.delta", {**where, "delta": piece})
+                for piece in _slices(arguments, max(1, min(3, len(arguments))))]
+    return opening, lambda status: [
+        ("response.function_call_arguments.done", {**where, "arguments": arguments}),
+        ("response.output_item.done", {"output_index": index, "item": {**item, "arguments": arguments,
+                                                                        "status": status}})]
+
+
 def _events(stream, n, model):
-    """The stream's events as (type, fields); the last one is terminal unless the stream is cut."""
+    """The stream's events as (type, fields); the last one is terminal unless the stream is cut.
+
+    The output items, in order: the message (none when the text is ""), then each of ``calls``, their
+    output_index counting from 0. Each item but the last is done "completed"; the last one is done with the
+    response's status ("completed" or "incomplete"), or not at all: a "failed" or "cut" stream ends after its
+    deltas.
+    """
     response = {"id": f"resp_{n}", "object": "response", "created_at": int(time.time()),
                 "status": "in_progress", "model": model, "output": []}
     failed = ("response.failed", {"response": {**response, "status": "failed", "error": stream.error}})
@@ -105,31 +153,29 @@ def _events(stream, n, model):
         return [failed]
     if stream.first == "error":
         return [("error", stream.error)]
-    item = {"id": f"msg_{n}", "type": "message", "role": "assistant"}
-    where = {"item_id": item["id"], "output_index": 0, "content_index": 0}
+    items = [_message_events(stream, n, 0)] if stream.text else []
+    items += [_call_events(n, k, len(items) + k - 1, name, arguments)
+              for k, (name, arguments) in enumerate(stream.calls, 1)]
     events = [("response.created", {"response": response}),
-              ("response.in_progress", {"response": response}),
-              ("response.output_item.added",
-               {"output_index": 0, "item": {**item, "status": "in_progress", "content": []}}),
-              ("response.content_part.added", {**where, "part": {"type": "output_text", "text": ""}})]
-    events += [("response.output_text.delta", {**where, "delta": piece}) for piece in _pieces(stream)]
+              ("response.in_progress", {"response": response})]
+    status = "completed" if stream.end == "completed" else "incomplete"
+    for i, (opening, closing) in enumerate(items):
+        events += opening
+        if i < len(items) - 1:
+            events += closing("completed")
+        elif stream.end not in ("failed", "cut"):
+            events += closing(status)  # the last item is the one an incomplete answer leaves unfinished
     if stream.end == "failed":
         return events + [failed]
     if stream.end == "cut":
         return events
-    part = {"type": "output_text", "text": stream.text, "annotations": []}
-    status = "completed" if stream.end == "completed" else "incomplete"
     inputs, cached, outputs = stream.usage
     usage = {"input_tokens": inputs, "input_tokens_details": {"cached_tokens": cached}, "output_tokens": outputs,
-             "output_tokens_details": {"reasoning_tokens": 0}, "total_tokens": inputs + outputs}
+             "output_tokens_details": {"reasoning_tokens": stream.reasoning_tokens}, "total_tokens": inputs + outputs}
     last = {**response, "status": status, "usage": usage}  # output stays empty, as with store: false
     if status == "incomplete":
-        last["incomplete_details"] = {"reason": "max_output_tokens"}
-    return events + [("response.output_text.done", {**where, "text": stream.text}),
-                     ("response.content_part.done", {**where, "part": part}),
-                     ("response.output_item.done",
-                      {"output_index": 0, "item": {**item, "status": status, "content": [part]}}),
-                     (f"response.{status}", {"response": last})]
+        last["incomplete_details"] = {"reason": stream.incomplete_reason}
+    return events + [(f"response.{status}", {"response": last})]
 
 
 def _chunk(seq, kind, fields):
