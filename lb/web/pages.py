@@ -59,7 +59,7 @@ SHELL_DATA = {
     "keyWindows": labelled(keys.WINDOWS, {"day": "Day", "week": "Week", "month": "Month (billing period)"}),
     "logStatuses": list(tables.LOG_STATUSES),
     "usageGroups": labelled(usage.GROUPS, {"day": "Day", "model": "Model", "account": "Account", "apiKey": "API key"}),
-    # The seed catalog's first model: the one a new key's Codex config names when the key allows every model.
+    # The seed catalog's first model: the one a new key's examples (Codex, OpenAI SDK) name when it allows every model.
     "codexModel": tables.SEED_CATALOG[0][0],
 }
 

@@ -202,6 +202,18 @@ def test_an_administrator_walks_through_the_dashboard(served, upstream, issuer, 
     snippet = page.locator("pre[data-testid=codex-snippet]").inner_text()
     assert f'base_url = "{base}/backend-api/codex"' in snippet and 'env_key = "CODEX_LB_API_KEY"' in snippet
     assert key in snippet
+    # Beside it, for OpenAI-compatible tools: the base URL and the key, each with its Copy button, and the
+    # SDK's variables. The base URL's button copies it (the clipboard is granted for the rest of the walk).
+    openai = page.get_by_test_id("openai-snippet")
+    expect(openai.get_by_test_id("openai-base-url")).to_have_text(f"{base}/v1")
+    expect(openai.get_by_test_id("openai-key")).to_have_text(key)
+    expect(openai.get_by_test_id("openai-example")).to_contain_text(f"OPENAI_BASE_URL={base}/v1 OPENAI_API_KEY={key}")
+    expect(openai.get_by_test_id("openai-example")).to_contain_text('model="gpt-5.3-codex"')
+    page.context.grant_permissions(["clipboard-read", "clipboard-write"], origin=base)
+    base_url = openai.get_by_role("group", name="Base URL")
+    base_url.get_by_role("button", name="Copy").click()
+    expect(base_url.get_by_text("Copied.")).to_be_visible()
+    assert page.evaluate("navigator.clipboard.readText()") == f"{base}/v1"
     expect(count(page)).to_have_text("1 key")
     (created,) = changes
     assert created.method == "POST" and created.post_data_json["caps"] == caps(60, 100_000, 4) == stored_caps(page, base)
@@ -401,7 +413,6 @@ def test_an_administrator_walks_through_the_dashboard(served, upstream, issuer, 
     expect(device_page).to_have_attribute("href", issuer.url + "/codex/device")
     expect(device_page).to_have_attribute("target", "_blank")
     expect(device_page).to_have_attribute("rel", "noopener noreferrer")
-    page.context.grant_permissions(["clipboard-read", "clipboard-write"], origin=base)
     dialog.get_by_role("button", name="Copy").click()
     expect(dialog.get_by_text("Copied.")).to_be_visible()
     assert page.evaluate("navigator.clipboard.readText()") == user_code.inner_text()

@@ -1,4 +1,5 @@
-// API keys: create (models, expiry, limits, caps), show a new key once with a Codex config, and manage keys.
+// API keys: create (models, expiry, limits, caps), show a new key once with a Codex config and an OpenAI-compatible
+// base URL, and manage keys.
 // The screen is made of the parts below: the header and its count, the create form (its model checks,
 // limit rows and caps), the box that reveals a key once, and the table (a row per key, its caps edited
 // in a dialog).
@@ -27,7 +28,9 @@ function header(ctx, count) {
 
 // -- the key, shown once ------------------------------------------------------------------
 
-// The box that shows a new or regenerated key once, with what the Codex CLI needs: {el, show(key, verb)}.
+// The box that shows a new or regenerated key once, with what the Codex CLI needs and what an OpenAI-compatible
+// tool needs, side by side: {el, show(key, verb)}. Every node holding the plaintext, the Copy buttons' closures
+// included, is in the box, and Done empties it: nothing else keeps the key.
 function revealBox(ctx) {
   const { h } = ctx.ui;
   const el = h('div', { class: 'reveal', hidden: true, tabindex: '-1' });
@@ -38,8 +41,11 @@ function revealBox(ctx) {
       h('h2', {}, `${verb} key “${k.name}”`),
       h('p', {}, h('strong', {}, 'Copy it now: '), 'this is the only time the key is shown.'),
       h('div', { class: 'key-line' }, h('span', { 'data-testid': 'new-key' }, keyCode), ...ctx.ui.copyButton(k.key, keyCode, 'key')),
-      h('p', { class: 'muted' }, 'For the Codex CLI: put this in ~/.codex/config.toml and export the key in your shell.'),
-      h('pre', { 'data-testid': 'codex-snippet' }, codexConfig(k, ctx.config.codexModel)),
+      h('div', { class: 'two-col' },
+        h('div', { class: 'stack' }, h('h3', {}, 'Codex CLI'),
+          h('p', { class: 'muted' }, 'Put this in ~/.codex/config.toml and export the key in your shell.'),
+          h('pre', { 'data-testid': 'codex-snippet' }, codexConfig(k, ctx.config.codexModel))),
+        openaiBlock(ctx, k)),
       h('div', { class: 'row end' }, h('button', { class: 'btn ghost small', type: 'button', onclick: hide }, 'Done')));
     el.hidden = false;
     el.scrollIntoView({ block: 'nearest' });
@@ -48,12 +54,35 @@ function revealBox(ctx) {
   return { el, show };
 }
 
+// The model a key's examples name: its first allowed one, else the catalog's first (the page's codexModel).
+const exampleModel = (k, codexModel) => (k.allowedModels && k.allowedModels[0]) || codexModel;
+
 // ~/.codex/config.toml for this server, and the export of the key.
 function codexConfig(k, codexModel) {
-  const model = (k.allowedModels && k.allowedModels[0]) || codexModel;
+  const model = exampleModel(k, codexModel);
   return [`model = "${model}"`, 'model_provider = "codexlb"', '', '[model_providers.codexlb]', 'name = "OpenAI"',
     `base_url = "${location.origin}/backend-api/codex"`, 'wire_api = "responses"', 'env_key = "CODEX_LB_API_KEY"', '',
     `export CODEX_LB_API_KEY=${k.key}`].join('\n');
+}
+
+// For tools that speak the OpenAI API (the openai SDK, editors, LangChain): the base URL and the key, each
+// with its Copy button, then the SDK's two variables and a chat completion with them.
+function openaiBlock(ctx, k) {
+  const { h, copyButton } = ctx.ui;
+  const baseUrl = `${location.origin}/v1`;
+  const line = (label, text, what, testid) => {
+    const shown = h('code', { class: 'secret', 'data-testid': testid }, text);
+    return h('div', { class: 'key-line', role: 'group', 'aria-label': label },
+      h('span', { class: 'muted small' }, label), shown, ...copyButton(text, shown, what));
+  };
+  return h('div', { class: 'stack', 'data-testid': 'openai-snippet' }, h('h3', {}, 'OpenAI-compatible'),
+    h('p', { class: 'muted' }, 'For tools that speak the OpenAI API: the openai SDK, editors, LangChain.'),
+    line('Base URL', baseUrl, 'base URL', 'openai-base-url'),
+    line('API key', k.key, 'key', 'openai-key'),
+    h('pre', { 'data-testid': 'openai-example' }, [`export OPENAI_BASE_URL=${baseUrl} OPENAI_API_KEY=${k.key}`, '',
+      '# Python: OpenAI() reads the two variables', 'from openai import OpenAI', 'client = OpenAI()',
+      `reply = client.chat.completions.create(model="${exampleModel(k, ctx.config.codexModel)}",`,
+      '    messages=[{"role": "user", "content": "Hello"}])', 'print(reply.choices[0].message.content)'].join('\n')));
 }
 
 // -- the create form ----------------------------------------------------------------------
