@@ -40,6 +40,17 @@ def failed_event(code, message):
     return f"event: {FAILED}\ndata: ".encode() + json.dumps(data).encode() + b"\n\n"
 
 
+class PassThrough:
+    """The shape of a Responses stream on its way out: the upstream's events as they came, and the proxy's
+    own ``response.failed`` for a failure. (lb.proxy.chat.Chunks is the other shape.)"""
+
+    @staticmethod
+    def events(batch):
+        return batch[0].raw if len(batch) == 1 else b"".join(event.raw for event in batch)
+
+    failure = staticmethod(failed_event)
+
+
 def _count_failure(ledger, metrics):
     """Count a served stream that ended in an upstream failure (its first event had come: lb.proxy.failover
     counted the failures before it)."""
@@ -47,10 +58,10 @@ def _count_failure(ledger, metrics):
         metrics.upstream_error(ledger.error_code)
 
 
-def relay(served, ledger, proxy, arrived):
-    """Yield the upstream's events as they arrive; when the stream ends, the client goes away or the upstream
-    fails, write the request log and the account's changes, in one transaction. ``arrived``: the request's
-    perf_counter() on arrival, for the first-byte figures."""
+def relay(served, ledger, proxy, arrived, shape=PassThrough):
+    """Yield the upstream's events as they arrive, in the ``shape`` the client reads; when the stream ends, the
+    client goes away or the upstream fails, write the request log and the account's changes, in one
+    transaction. ``arrived``: the request's perf_counter() on arrival, for the first-byte figures."""
     ended = False  # a terminal event reached the client
     metrics = proxy.metrics
     metrics.first_byte(arrived, served.waited)
@@ -61,10 +72,12 @@ def relay(served, ledger, proxy, arrived):
                 if event.type in ENDING:
                     record(event, ledger, served.headers, proxy.clock())
                     ended = ended or event.type in TERMINAL
-            yield batch[0].raw if len(batch) == 1 else b"".join(event.raw for event in batch)
+            shaped = shape.events(batch)
+            if shaped:  # an empty write could end a chunked answer
+                yield shaped
         if not ended:
             ledger.outcome("error", "stream_incomplete")
-            yield failed_event("stream_incomplete", "The upstream ended the stream before the response was done")
+            yield shape.failure("stream_incomplete", "The upstream ended the stream before the response was done")
     except GeneratorExit:
         if not ended:  # the client went away first: no penalty for the account
             ledger.outcome("cancelled", "client_disconnected")
@@ -73,8 +86,8 @@ def relay(served, ledger, proxy, arrived):
         code = failure_code(exc)
         log.warning("account %s: the stream broke off (%s)", ledger.account_id, code)
         ledger.outcome("error", code)
-        yield failed_event(code, "The upstream went silent" if code == "stream_idle_timeout"
-                           else "The upstream connection broke")
+        yield shape.failure(code, "The upstream went silent" if code == "stream_idle_timeout"
+                            else "The upstream connection broke")
     finally:
         try:
             served.close()

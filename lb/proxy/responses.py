@@ -44,6 +44,14 @@ def for_upstream(body):
     return shaped
 
 
+def with_effort(body, effort):
+    """A Responses body with a model alias's reasoning effort (a new dict), or ``body`` itself without one."""
+    if effort is None:
+        return body
+    reasoning = body.get("reasoning") if isinstance(body.get("reasoning"), dict) else {}
+    return {**body, "reasoning": {**reasoning, "effort": effort}}
+
+
 def _input(value):
     if isinstance(value, str):
         return [{"type": "message", "role": "user", "content": [{"type": "input_text", "text": value}]}]

@@ -6,7 +6,10 @@ answer, or the upstream's own error. Errors the proxy raises are ApiErrors,
 answered in the OpenAI envelope by this blueprint's handler.
 """
 import json
+import re
 import time
+
+from typing import NamedTuple, Optional
 
 from flask import Blueprint, Response, current_app, g, jsonify, request
 
@@ -14,7 +17,7 @@ from lb import caps, keys, store
 from lb.auth import key_required
 from lb.clock import iso
 from lb.errors import ApiError, body, openai_error, takes_large_json
-from lb.proxy import failover, relay, responses
+from lb.proxy import chat, failover, relay, responses
 from lb.proxy.balancer import Choice
 from lb.proxy.ledger import Ledger, finish
 from lb.proxy.upstream import FAILED, OUTPUT_ITEM_DONE, PARSED, usage_of
@@ -30,6 +33,8 @@ NEVER_UPSTREAM = frozenset((
 NEVER_PREFIXES = ("x-forwarded-", "cf-")
 SSE = "text/event-stream"
 RESPONSES, COMPACT = "codex/responses", "codex/responses/compact"  # the upstream's paths
+# A model alias: a catalog id and a reasoning effort (gpt-5.3-codex-high).
+ALIAS = re.compile(r"(.+)-(minimal|low|medium|high|xhigh)")
 
 
 @bp.errorhandler(ApiError)
@@ -69,34 +74,54 @@ def upstream_headers(headers, accept):
     return kept
 
 
+def resolve(model, catalog):
+    """(catalog id, reasoning effort or None) of a requested model: a catalog id, or an alias of one
+    (``<id>-<effort>``); an unknown model is itself, with no effort."""
+    alias = ALIAS.fullmatch(model)
+    if model not in catalog and alias and alias[1] in catalog:
+        return alias[1], alias[2]
+    return model, None
+
+
 def admit(data, key, now):
-    """The request's model, once the key may use it and has not reached a limit (400, 403, 429)."""
-    model = data.get("model")
-    if not isinstance(model, str) or not model:
+    """The request's model (the catalog id) and an alias's reasoning effort, once the key may use the model
+    and has not reached a limit (400, 403, 429)."""
+    requested = data.get("model")
+    if not isinstance(requested, str) or not requested:
         raise ApiError(400, "invalid_request_error", "model is required: a model id of the catalog")
-    if not (keys.allows(key, model) and any(entry.id == model for entry in store.enabled_models())):
-        raise ApiError(403, "model_not_allowed", f"The model {model[:128]!r} is not allowed for this API key")
+    catalog = {entry.id for entry in store.enabled_models()}
+    model, effort = resolve(requested, catalog)
+    if model not in catalog or not keys.allows(key, model):
+        raise ApiError(403, "model_not_allowed", f"The model {requested[:128]!r} is not allowed for this API key")
     if key is not None:
         for limit in keys.limits_used(key, now, current_app.config["BILLING_CYCLE_DAY"]):
             if limit["used"] >= limit["max"]:
                 raise ApiError(429, "rate_limit_exceeded",
                                f"API key limit reached: {limit['metric']} {limit['max']} per {limit['window']} "
                                f"(used {limit['used']}); it resets at {limit['resetsAt']}")
-    return model
+    return model, effort
 
 
 def _proxy():
     return current_app.extensions["lb_proxy"]
 
 
+class Admitted(NamedTuple):
+    data: dict  # the body, its model the catalog id
+    ledger: Ledger
+    cache_key: Optional[str]  # the prompt_cache_key, if sticky sessions are on
+    effort: Optional[str]  # a model alias's reasoning effort
+
+
 def _begin():
-    """Admit the request: (its body, its Ledger, its prompt_cache_key if sticky sessions are on)."""
+    """Admit the request: an Admitted."""
     data, now = body(), _proxy().clock()
-    ledger = Ledger(now, admit(data, g.api_key, now), g.api_key)
+    model, effort = admit(data, g.api_key, now)
+    if model != data["model"]:
+        data = {**data, "model": model}
     cache_key = data.get("prompt_cache_key")
-    if isinstance(cache_key, str) and cache_key.strip() and store.sticky_sessions():
-        return data, ledger, cache_key.strip()
-    return data, ledger, None
+    sticky = isinstance(cache_key, str) and cache_key.strip() and store.sticky_sessions()
+    return Admitted(data, Ledger(now, model, g.api_key), cache_key.strip() if sticky else None, effort)
 
 
 def _send(ledger, path, payload, stream, cache_key, parse=PARSED):
@@ -112,9 +137,27 @@ def _send(ledger, path, payload, stream, cache_key, parse=PARSED):
     return failover.send(call, ledger, proxy)
 
 
-def _stream(ledger, payload, cache_key):
-    """A Responses request sent for its stream, which goes to the client as it arrives."""
-    return streamed(_send(ledger, RESPONSES, payload, True, cache_key), ledger)
+def _stream(ledger, payload, cache_key, shape=relay.PassThrough, parse=PARSED):
+    """A Responses request sent for its stream, which goes to the client as it arrives, in ``shape``."""
+    return streamed(_send(ledger, RESPONSES, payload, True, cache_key, parse), ledger, shape)
+
+
+def _answer(ledger, payload, cache_key, shape):
+    """A Responses request sent for its stream, collected into one JSON answer: ``shape`` of the response
+    object (responses.assemble)."""
+    result = _send(ledger, RESPONSES, payload, True, cache_key, responses.PARSED)
+    if isinstance(result, failover.Failed) and result.status == 200:  # a failed stream: no events for JSON
+        _end(ledger, result.log_status, result.error_code)
+        raise ApiError(502, "upstream_error", f"The upstream failed the response ({result.error_code})")
+    if not isinstance(result, failover.Served):
+        return unserved(result, ledger)
+    terminal, items = relay.collect(result, ledger, _proxy(), OUTPUT_ITEM_DONE)
+    finish(ledger, _proxy())
+    if terminal is None or terminal.type == FAILED:
+        raise ApiError(502, "upstream_error", f"The upstream failed the response ({ledger.error_code})")
+    answer = jsonify(shape(responses.assemble(terminal, items)))
+    answer.headers.update({name: value for name, value in result.headers.items() if name != "content-type"})
+    return answer
 
 
 def _dumps(data):
@@ -160,11 +203,11 @@ def unserved(result, ledger):
     return refuse(result, ledger) if isinstance(result, Choice) else pass_on(result, ledger)
 
 
-def streamed(result, ledger):
+def streamed(result, ledger, shape=relay.PassThrough):
     if not isinstance(result, failover.Served):
         return unserved(result, ledger)
     headers = {"content-type": SSE, **result.headers, "Cache-Control": "no-cache"}
-    events = relay.relay(result, ledger, _proxy(), g.get("started", time.perf_counter()))
+    events = relay.relay(result, ledger, _proxy(), g.get("started", time.perf_counter()), shape)
     g.proxy_place, g.ledger = False, None  # the stream gives its place back and finishes its ledger
     return Response(events, 200, headers=headers, direct_passthrough=True)
 
@@ -175,9 +218,10 @@ def streamed(result, ledger):
 @takes_large_json
 @key_required
 def codex_responses():
-    """The Codex CLI's own request: passed on as sent (with stream true)."""
-    data, ledger, cache_key = _begin()
-    payload = request.get_data() if data.get("stream") is True else _dumps({**data, "stream": True})
+    """The Codex CLI's own request: passed on as sent (with stream true; a model alias made its model)."""
+    data, ledger, cache_key, effort = _begin()
+    as_sent = data.get("stream") is True and data is body()
+    payload = request.get_data() if as_sent else _dumps(responses.with_effort({**data, "stream": True}, effort))
     return _stream(ledger, payload, cache_key)
 
 
@@ -186,27 +230,32 @@ def codex_responses():
 @key_required
 def v1_responses():
     """The OpenAI Responses API: SSE with ``stream: true``, else one JSON response object."""
-    data, ledger, cache_key = _begin()
+    data, ledger, cache_key, effort = _begin()
     try:
-        payload = _dumps(responses.for_upstream(data))
+        payload = _dumps(responses.for_upstream(responses.with_effort(data, effort)))
     except responses.Refused as refused:
         raise ApiError(400, "invalid_request_error", str(refused)) from None
     if data.get("stream") is True:
         return _stream(ledger, payload, cache_key)
-    result = _send(ledger, RESPONSES, payload, True, cache_key, responses.PARSED)
-    if isinstance(result, failover.Failed) and result.status == 200:  # a failed stream: no events for JSON
-        _end(ledger, result.log_status, result.error_code)
-        raise ApiError(502, "upstream_error", f"The upstream failed the response ({result.error_code})")
-    if not isinstance(result, failover.Served):
-        return unserved(result, ledger)
-    terminal, items = relay.collect(result, ledger, _proxy(), OUTPUT_ITEM_DONE)
-    finish(ledger, _proxy())
-    if terminal is None or terminal.type == FAILED:
-        raise ApiError(502, "upstream_error", f"The upstream failed the response ({ledger.error_code})")
-    headers = {name: value for name, value in result.headers.items() if name != "content-type"}
-    answer = jsonify(responses.assemble(terminal, items))
-    answer.headers.update(headers)
-    return answer
+    return _answer(ledger, payload, cache_key, lambda response: response)
+
+
+@bp.post("/v1/chat/completions")
+@takes_large_json
+@key_required
+def chat_completions():
+    """The OpenAI Chat Completions API, translated to a Responses request and back (lb.proxy.chat)."""
+    data, ledger, cache_key, effort = _begin()
+    try:
+        payload = _dumps(chat.for_upstream(data, effort))
+    except responses.Refused as refused:
+        raise ApiError(400, "invalid_request_error", str(refused)) from None
+    created = ledger.requested_at // 1000
+    if data.get("stream") is True:
+        options = data.get("stream_options")
+        include_usage = isinstance(options, dict) and options.get("include_usage") is True
+        return _stream(ledger, payload, cache_key, chat.Chunks(ledger.model, created, include_usage), chat.PARSED)
+    return _answer(ledger, payload, cache_key, lambda response: chat.completion(response, ledger.model, created))
 
 
 @bp.post("/backend-api/codex/responses/compact")
@@ -215,8 +264,9 @@ def v1_responses():
 @key_required
 def compact():
     """The Codex CLI's remote compaction: one JSON answer, passed on."""
-    _, ledger, cache_key = _begin()
-    result = _send(ledger, COMPACT, request.get_data(), False, cache_key)
+    data, ledger, cache_key, effort = _begin()
+    payload = request.get_data() if data is body() else _dumps(responses.with_effort(data, effort))
+    result = _send(ledger, COMPACT, payload, False, cache_key)
     if not isinstance(result, failover.Served):
         return unserved(result, ledger)
     try:

@@ -16,6 +16,11 @@ INCOMPLETE = "response.incomplete"
 FAILED = "response.failed"
 ERROR = "error"
 OUTPUT_ITEM_DONE = "response.output_item.done"
+# The deltas a Chat Completions stream is made of (lb.proxy.chat): parsed only for it.
+OUTPUT_ITEM_ADDED = "response.output_item.added"
+OUTPUT_TEXT_DELTA = "response.output_text.delta"
+REFUSAL_DELTA = "response.refusal.delta"
+ARGUMENTS_DELTA = "response.function_call_arguments.delta"
 TERMINAL = (COMPLETED, INCOMPLETE, FAILED)  # the response is over
 ENDING = TERMINAL + (ERROR,)  # what a client sees last of a stream: its outcome is read from it
 PARSED = frozenset(ENDING)  # events whose JSON is read (and the first one)
