@@ -149,7 +149,7 @@ def attempt(account, credentials, call, ledger, proxy):
     headers = _lower(answer.headers)
     if answer.status >= 400:
         body = _read(answer)
-        outcome = balancer.after_error(answer.status, _error_object(body), headers, now)
+        outcome = balancer.after_error(answer.status, error_object(body), headers, now)
         ledger.change(account.id, outcome.changes)
         return Failed(answer.status, client_headers(headers), body, outcome.log_status, outcome.error_code,
                       failover=outcome.action == "failover")
@@ -238,7 +238,7 @@ def _rest(stream):
     return rest
 
 
-def _error_object(body):
+def error_object(body):
     """The error object of an upstream error answer: ``{"error": {...}}``, ``{"detail": ...}`` or bare."""
     try:
         data = json.loads(body)

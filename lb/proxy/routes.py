@@ -142,15 +142,15 @@ def _stream(ledger, payload, cache_key, shape=relay.PassThrough, parse=PARSED):
     return streamed(_send(ledger, RESPONSES, payload, True, cache_key, parse), ledger, shape)
 
 
-def _answer(ledger, payload, cache_key, shape):
+def _answer(ledger, payload, cache_key, shape, envelope=False):
     """A Responses request sent for its stream, collected into one JSON answer: ``shape`` of the response
-    object (responses.assemble)."""
+    object (responses.assemble). ``envelope``: a failure's answer in the OpenAI envelope (see pass_on)."""
     result = _send(ledger, RESPONSES, payload, True, cache_key, responses.PARSED)
     if isinstance(result, failover.Failed) and result.status == 200:  # a failed stream: no events for JSON
         _end(ledger, result.log_status, result.error_code)
         raise ApiError(502, "upstream_error", f"The upstream failed the response ({result.error_code})")
     if not isinstance(result, failover.Served):
-        return unserved(result, ledger)
+        return unserved(result, ledger, envelope)
     terminal, items = relay.collect(result, ledger, _proxy(), OUTPUT_ITEM_DONE)
     finish(ledger, _proxy())
     if terminal is None or terminal.type == FAILED:
@@ -190,22 +190,30 @@ def refuse(choice, ledger):
     raise ApiError(503, "no_accounts", choice.message, headers)
 
 
-def pass_on(failed, ledger):
-    """The last failed attempt's answer: the upstream's own, as it sent it, or the proxy's error."""
+def pass_on(failed, ledger, envelope=False):
+    """The last failed attempt's answer: the upstream's own, as it sent it (``envelope``: its status and error
+    in the OpenAI envelope, all a Chat Completions client reads; a failed stream is 502), or the proxy's."""
     _end(ledger, failed.log_status, failed.error_code)
     if failed.error is not None:
         raise failed.error
-    return Response(failed.body, failed.status, headers=failed.headers)
+    if not envelope:
+        return Response(failed.body, failed.status, headers=failed.headers)
+    error = failover.error_object(failed.body) if failed.status != 200 else {}
+    code, message = error.get("code") or error.get("type"), error.get("message")
+    headers = {name: value for name, value in failed.headers.items() if name != "content-type"}
+    raise ApiError(failed.status if failed.status != 200 else 502,
+                   code if isinstance(code, str) else failed.error_code,
+                   message if isinstance(message, str) else f"The upstream failed ({failed.error_code})", headers)
 
 
-def unserved(result, ledger):
+def unserved(result, ledger, envelope=False):
     """The answer when no account served the request (the refusal, or the last failure)."""
-    return refuse(result, ledger) if isinstance(result, Choice) else pass_on(result, ledger)
+    return refuse(result, ledger) if isinstance(result, Choice) else pass_on(result, ledger, envelope)
 
 
 def streamed(result, ledger, shape=relay.PassThrough):
     if not isinstance(result, failover.Served):
-        return unserved(result, ledger)
+        return unserved(result, ledger, envelope=shape is not relay.PassThrough)
     headers = {"content-type": SSE, **result.headers, "Cache-Control": "no-cache"}
     events = relay.relay(result, ledger, _proxy(), g.get("started", time.perf_counter()), shape)
     g.proxy_place, g.ledger = False, None  # the stream gives its place back and finishes its ledger
@@ -255,7 +263,8 @@ def chat_completions():
         options = data.get("stream_options")
         include_usage = isinstance(options, dict) and options.get("include_usage") is True
         return _stream(ledger, payload, cache_key, chat.Chunks(ledger.model, created, include_usage), chat.PARSED)
-    return _answer(ledger, payload, cache_key, lambda response: chat.completion(response, ledger.model, created))
+    return _answer(ledger, payload, cache_key, lambda response: chat.completion(response, ledger.model, created),
+                   envelope=True)
 
 
 @bp.post("/backend-api/codex/responses/compact")

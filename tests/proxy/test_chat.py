@@ -5,7 +5,7 @@ import json
 
 import pytest
 
-from fixtureapps.upstream import Stream
+from fixtureapps.upstream import Fail, Stream
 from helpers.data import logs, pool_account
 from helpers.http import CODEX, V1, openai_error
 from lb.proxy import chat
@@ -254,6 +254,23 @@ def test_a_chat_stream_cut_short_ends_with_an_error_chunk(app, client, upstream,
     found = chunks_of(ask_chat(client, stream=True).get_data())
     assert found[-1]["error"]["code"] == "stream_incomplete" and "[DONE]" not in found
     assert [(log.status, log.error_code) for log in logs(app)] == [("error", "stream_incomplete")]
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_an_upstream_refusal_keeps_its_status_in_the_openai_envelope(app, client, upstream, pooled, stream):
+    upstream.default = Fail(400, {"detail": "Unsupported parameter"})
+    response = ask_chat(client, stream=stream)
+    assert openai_error(response)[0] == 400 and response.get_json()["error"]["message"] == "Unsupported parameter"
+    upstream.default = Fail(429, {"error": {"type": "usage_limit_reached", "message": "The usage limit has been reached",
+                                            "resets_in_seconds": 600}})
+    response = ask_chat(client, stream=stream)
+    assert openai_error(response)[:2] == (429, "usage_limit_reached")
+
+
+def test_a_stream_failed_before_its_first_chunk_on_every_account_is_a_502(app, client, upstream, pooled):
+    upstream.default = Stream(first="failed", error={"code": "server_error", "message": "boom"})
+    response = ask_chat(client, stream=True)
+    assert openai_error(response)[:2] == (502, "server_error") and response.mimetype == "application/json"
 
 
 @pytest.mark.parametrize("body", [
