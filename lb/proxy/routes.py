@@ -160,6 +160,14 @@ def _answer(ledger, payload, cache_key, shape, envelope=False):
     return answer
 
 
+def _translated(make, *args):
+    """The upstream body ``make`` builds of the request, as bytes; what it refuses is a 400."""
+    try:
+        return _dumps(make(*args))
+    except responses.Refused as refused:
+        raise ApiError(400, "invalid_request_error", str(refused)) from None
+
+
 def _dumps(data):
     try:
         return json.dumps(data, allow_nan=False, separators=(",", ":")).encode()
@@ -239,10 +247,7 @@ def codex_responses():
 def v1_responses():
     """The OpenAI Responses API: SSE with ``stream: true``, else one JSON response object."""
     data, ledger, cache_key, effort = _begin()
-    try:
-        payload = _dumps(responses.for_upstream(responses.with_effort(data, effort)))
-    except responses.Refused as refused:
-        raise ApiError(400, "invalid_request_error", str(refused)) from None
+    payload = _translated(responses.for_upstream, responses.with_effort(data, effort))
     if data.get("stream") is True:
         return _stream(ledger, payload, cache_key)
     return _answer(ledger, payload, cache_key, lambda response: response)
@@ -254,10 +259,7 @@ def v1_responses():
 def chat_completions():
     """The OpenAI Chat Completions API, translated to a Responses request and back (lb.proxy.chat)."""
     data, ledger, cache_key, effort = _begin()
-    try:
-        payload = _dumps(chat.for_upstream(data, effort))
-    except responses.Refused as refused:
-        raise ApiError(400, "invalid_request_error", str(refused)) from None
+    payload = _translated(chat.for_upstream, data, effort)
     created = ledger.requested_at // 1000
     if data.get("stream") is True:
         options = data.get("stream_options")
