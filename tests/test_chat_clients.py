@@ -1,17 +1,30 @@
 """Real clients of POST /v1/chat/completions through the real server (waitress, its own process) to the fake
-upstream: the official openai package.
+upstream: the official openai package, and Vercel's AI SDK (npm: ai, @ai-sdk/openai) run by node.
 
 Each test checks three things: what the client made of the answer, what the upstream received (the Responses
 request the chat request was translated to), and the request log.
+
+Why a second client: the openai package is lenient. Its models accept missing or mistyped fields and unknown
+chunk shapes, so a chunk stream that is subtly wrong can still pass through it. The AI SDK's Chat Completions
+provider (``createOpenAI(...).chat(model)``, not its Responses one) validates every answer and every chunk against
+zod schemas and checks the order of tool-call deltas (a new call must bring its id and name), reporting any
+deviation as an error: so it catches shape errors the openai package tolerates (a tool call's ``index`` sent as a
+string, say: the openai package's stream helper takes it, the AI SDK fails the stream). It is installed from npm at pinned
+versions by scripts/ai-sdk.sh into a cache outside the clone, once per version; the Makefile passes that
+directory in AI_SDK (as it passes CODEX_CLI), and without it the script is run here, as test_codex_cli.py does.
+When neither gives an install, the test fails saying so: it never skips. Nothing leaves loopback.
 """
 import json
+import os
+import shutil
+import subprocess
 
 import openai
 import pydantic
 import pytest
 
 from fixtureapps.upstream import Stream
-from helpers.data import logs
+from helpers.data import ROOT, logs
 
 MODEL = "gpt-5.3-codex"
 WORKSPACE = "ws-a"  # the proxied fixture's pooled account
@@ -186,3 +199,83 @@ def test_openai_an_incomplete_answer_is_its_finish_reason(proxied, upstream, rea
     assert chunks[-1].choices[0].finish_reason == finish
     assert "".join(chunk.choices[0].delta.content or "" for chunk in chunks) == "cut short"
     assert ledger(app) == [("ok", f"incomplete:{reason}", MODEL, 120, 20, 30)] * 3
+
+
+# -- Vercel's AI SDK -----------------------------------------------------------------------------
+
+@pytest.fixture(scope="session")
+def ai_sdk():
+    """The AI SDK's install prefix: from the Makefile (AI_SDK), else installed (or found in the cache) now."""
+    node = shutil.which("node")
+    if node is None:
+        pytest.fail("node is not installed: the AI SDK tests need node 20 or newer (Debian's nodejs)")
+    path = os.environ.get("AI_SDK")
+    if not path:
+        found = subprocess.run([os.path.join(ROOT, "scripts", "ai-sdk.sh")], capture_output=True, text=True,
+                               timeout=900)
+        if found.returncode != 0:
+            pytest.fail("AI_SDK is not set (make test sets it from scripts/ai-sdk.sh) and scripts/ai-sdk.sh "
+                        f"could not install the AI SDK: {found.stderr.strip()}")
+        path = found.stdout.strip()
+    if not os.path.isfile(os.path.join(path, "node_modules", "ai", "package.json")):
+        pytest.fail(f"AI_SDK={path!r} is not an AI SDK install (no node_modules/ai): run scripts/ai-sdk.sh")
+    return node, path
+
+
+def run_ai_sdk(ai_sdk, server, key, case):
+    node, prefix = ai_sdk
+    script = os.path.join(ROOT, "tests", "clients", "ai_sdk.mjs")
+    done = subprocess.run([node, script, prefix, f"http://127.0.0.1:{server.port}/v1", key, case],
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    assert result["errors"] == [], result["errors"]  # a chunk or answer its schemas refused would be here
+    return result
+
+
+AI_USAGE = {"inputTokens": 120, "outputTokens": 30, "totalTokens": 150, "cacheReadTokens": 20, "reasoningTokens": 5}
+
+
+def test_ai_sdk_generate_text(ai_sdk, proxied, upstream):
+    server, key, app = proxied
+    upstream.default = Stream(text="Hello to the AI SDK", reasoning_tokens=5)
+    result = run_ai_sdk(ai_sdk, server, key, "generate")
+    assert (result["text"], result["finishReason"], result["modelId"]) == ("Hello to the AI SDK", "stop", MODEL)
+    assert result["usage"] == AI_USAGE and result["id"].startswith("chatcmpl-")
+    [sent] = upstream.requests
+    # The alias's effort (-high); the SDK sends a gpt-5 model's system prompt as a developer message.
+    assert (sent.body["model"], sent.body["reasoning"], sent.body["instructions"]) == (MODEL, {"effort": "high"},
+                                                                                       "Be brief.")
+    assert ledger(app) == [OK]
+
+
+def test_ai_sdk_stream_text(ai_sdk, proxied, upstream):
+    server, key, app = proxied
+    upstream.default = Stream(text="one two three", reasoning_tokens=5)
+    result = run_ai_sdk(ai_sdk, server, key, "stream")
+    assert result["deltas"] == ["one ", "two ", "three"] and result["text"] == "one two three"
+    assert (result["finishReason"], result["usage"], result["modelId"]) == ("stop", AI_USAGE, MODEL)
+    assert result["parts"][0] == "start" and result["parts"][-1] == "finish"
+    assert "stream_options" not in upstream.requests[0].body  # it asked for usage: the proxy gave it, kept it
+    assert ledger(app) == [OK]
+
+
+@pytest.mark.parametrize("case", ["generate-tool", "stream-tool"])
+def test_ai_sdk_tool_call_round_trip(ai_sdk, proxied, upstream, case):
+    server, key, app = proxied
+    upstream.plan(WORKSPACE, CALL, Stream(text="It is 2"))
+    result = run_ai_sdk(ai_sdk, server, key, case)
+    asked, answered = result["steps"]
+    assert asked["finishReason"] == "tool-calls"
+    assert asked["toolCalls"] == [{"id": "call_1", "name": "lookup", "input": {"a": 1}}]
+    assert asked["toolResults"] == [{"id": "call_1", "output": {"found": 2}}]
+    assert (answered["text"], answered["finishReason"], answered["toolCalls"]) == ("It is 2", "stop", [])
+    assert result["text"] == "It is 2"
+    first, second = upstream.requests
+    assert [tool["name"] for tool in first.body["tools"]] == ["lookup"]
+    assert first.body["tools"][0]["parameters"]["properties"] == {"a": {"type": "number"}}
+    assert [item["type"] for item in second.body["input"]] == ["message", "function_call", "function_call_output"]
+    call, output = second.body["input"][1:]
+    assert (call["call_id"], call["name"], json.loads(call["arguments"])) == ("call_1", "lookup", {"a": 1})
+    assert (output["call_id"], json.loads(output["output"])) == ("call_1", {"found": 2})
+    assert ledger(app) == [OK, OK]
