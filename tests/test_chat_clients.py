@@ -4,15 +4,15 @@ upstream: the official openai package, and Vercel's AI SDK (npm: ai, @ai-sdk/ope
 Each test checks three things: what the client made of the answer, what the upstream received (the Responses
 request the chat request was translated to), and the request log.
 
-Why a second client: the openai package is lenient. Its models accept missing or mistyped fields and unknown
-chunk shapes, so a chunk stream that is subtly wrong can still pass through it. The AI SDK's Chat Completions
-provider (``createOpenAI(...).chat(model)``, not its Responses one) validates every answer and every chunk against
-zod schemas and checks the order of tool-call deltas (a new call must bring its id and name), reporting any
-deviation as an error: so it catches shape errors the openai package tolerates (a tool call's ``index`` sent as a
-string, say: the openai package's stream helper takes it, the AI SDK fails the stream). It is installed from npm at pinned
-versions by scripts/ai-sdk.sh into a cache outside the clone, once per version; the Makefile passes that
-directory in AI_SDK (as it passes CODEX_CLI), and without it the script is run here, as test_codex_cli.py does.
-When neither gives an install, the test fails saying so: it never skips. Nothing leaves loopback.
+Why a second client: the openai package is lenient. Its models accept missing or mistyped fields and unknown chunk
+shapes, so a chunk stream that is subtly wrong can still pass through it. The AI SDK's Chat Completions provider
+(``createOpenAI(...).chat(model)``, not its Responses one) validates every answer and every chunk against zod
+schemas and checks the order of tool-call deltas (a new call must bring its id and name), reporting any deviation
+as an error: so it catches shape errors the openai package tolerates (a tool call's ``index`` sent as a string,
+say: the openai package's stream helper takes it, the AI SDK fails the stream). It is installed from npm at pinned
+versions by scripts/ai-sdk.sh into a cache outside the clone, once per version; the Makefile passes that directory
+in AI_SDK (as it passes CODEX_CLI), and without it the script is run here, as test_codex_cli.py does. When neither
+gives an install, the test fails saying so: it never skips. Nothing leaves loopback.
 """
 import json
 import os
