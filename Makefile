@@ -5,7 +5,7 @@ BIN = $(VENV)/bin
 FUZZ_EXAMPLES ?= 500
 
 .DEFAULT_GOAL := help
-.PHONY: help lock run serve test test-sqlite test-postgres fuzz codex-cli chromium demo reset-auth bench bench-proxy soak crash clean
+.PHONY: help lock run serve test test-sqlite test-postgres fuzz codex-cli ai-sdk chromium demo reset-auth bench bench-proxy soak crash clean
 
 help:  ## list the targets
 	@awk -F':.*## ' '/^[a-z-]+:.*## / {printf "  make %-14s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -30,16 +30,19 @@ serve: $(VENV)/.installed  ## the same under waitress (production)
 test: test-sqlite test-postgres  ## set up and run the whole suite on SQLite, then on PostgreSQL
 
 test-sqlite: $(VENV)/.installed  ## the suite on SQLite files only
-	CHROMIUM="$$(scripts/chromium.sh)" CODEX_CLI="$$(scripts/codex-cli.sh)" $(BIN)/python -m pytest
+	CHROMIUM="$$(scripts/chromium.sh)" CODEX_CLI="$$(scripts/codex-cli.sh)" AI_SDK="$$(scripts/ai-sdk.sh)" $(BIN)/python -m pytest
 
 test-postgres: $(VENV)/.installed  ## the suite on a throwaway PostgreSQL server (Debian's postgresql)
-	CHROMIUM="$$(scripts/chromium.sh)" CODEX_CLI="$$(scripts/codex-cli.sh)" scripts/with-postgres.sh $(BIN)/python -m pytest
+	CHROMIUM="$$(scripts/chromium.sh)" CODEX_CLI="$$(scripts/codex-cli.sh)" AI_SDK="$$(scripts/ai-sdk.sh)" scripts/with-postgres.sh $(BIN)/python -m pytest
 
 fuzz: $(VENV)/.installed  ## the schemathesis fuzzing, FUZZ_EXAMPLES=500 cases per operation, on SQLite then PostgreSQL
 	FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) $(BIN)/python -m pytest tests/test_fuzz.py && FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) scripts/with-postgres.sh $(BIN)/python -m pytest tests/test_fuzz.py
 
 codex-cli:  ## install the pinned Codex CLI (npm) into ~/.cache/codex-lb, once per version; print its path
 	scripts/codex-cli.sh
+
+ai-sdk:  ## install the pinned AI SDK (npm: ai, @ai-sdk/openai) into ~/.cache/codex-lb, once per version; print its path
+	scripts/ai-sdk.sh
 
 chromium:  ## install Debian's chromium for the browser tests (as root) when missing; print its path
 	scripts/chromium.sh

@@ -3,7 +3,9 @@
 Three processes on loopback: the fake Codex upstream (tests/fixtureapps/upstream.py), the real server
 (``app.py --waitress``: one account, an API key, a request log per stream in SQLite) and this one, the
 load generator, which sends the same request both ways: (1) one stream at a time, direct and proxied
-interleaved, for the time to the body's first byte and to its last ("added": proxied minus direct);
+interleaved, for the time to the body's first byte and to its last ("added": proxied minus direct), and beside
+them the same answer asked as a Chat Completions stream (POST /v1/chat/completions, translated both ways: its
+added time, and what the translation costs over the pass-through);
 (2) concurrent keep-alive clients for some seconds, for requests/s and errors; (3) a thousand concurrent
 10-second streams through the default server: all complete? their first bytes, a dashboard request
 meanwhile, its RSS and CPU; (4) the load of (2) through one worker process and through two, interleaved;
@@ -41,8 +43,14 @@ WORKSPACE = "ws-bench"
 BODY = json.dumps({"model": "gpt-5.3-codex", "stream": True, "store": False, "input": [
     {"type": "message", "role": "user", "content": [{"type": "input_text", "text": "say hi"}]}],
     "tools": [], "tool_choice": "auto", "parallel_tool_calls": True}).encode()
+COMPLETED = b"event: response.completed"  # in a Responses stream that completed
+CHAT_PATH = "/v1/chat/completions"
+CHAT_BODY = json.dumps({"model": "gpt-5.3-codex", "stream": True,
+                        "messages": [{"role": "user", "content": "say hi"}]}).encode()
+CHAT_DONE = b"data: [DONE]"  # in a chunk stream that completed
 TARGETS = {  # from the issues; printed beside the figures, never asserted
     "added_ttfb_p50_ms": ("<=", 1.5), "added_last_p50_ms": ("<=", 2.0), "proxied_rps": (">=", 300),
+    "chat_translation_ttfb_p50_ms": ("<=", 0.3),  # what the chat translation may add to the pass-through's first byte
     "rps_ratio": (">=", 0.5), "proxied_errors": ("<=", 0), "streams_incomplete": ("<=", 0),
     "streams_first_byte_p99_ms": ("<=", 2000), "streams_first_byte_max_ms": ("<=", 5000),
     "dashboard_during_streams_ms": ("<=", 1000), "streams_rss_peak_mb": ("<=", 400),
@@ -155,10 +163,12 @@ def prepare(data_dir, workspaces=(WORKSPACE,), keys=1, database_url=None, capped
 # -- the load -----------------------------------------------------------------------------------
 
 class Target:
-    """Where the streams go, the fake upstream or the proxy; the same request either way."""
+    """Where the streams go, the fake upstream or the proxy; the same request either way (or its Chat Completions
+    form: ``path``, ``body`` and ``done``, what a completed stream holds)."""
 
-    def __init__(self, name, port, headers):
+    def __init__(self, name, port, headers, path=PATH, body=BODY, done=COMPLETED):
         self.name, self.port, self.closed = name, port, 0
+        self.path, self.body, self.done = path, body, done
         self.headers = {"Content-Type": "application/json", "Accept": "text/event-stream", **headers}
 
     def connect(self):
@@ -168,15 +178,21 @@ class Target:
         """One stream over ``conn`` (which http.client reopens if the server closed it): (ms to the first
         body byte, ms to the last, completed)."""
         started = time.perf_counter()
-        conn.request("POST", PATH, BODY, self.headers)
+        conn.request("POST", self.path, self.body, self.headers)
         response = conn.getresponse()
         first = response.read1(65536)
         ttfb = time.perf_counter()
         rest = response.read()
         done = time.perf_counter()
         self.closed += response.will_close  # the server ends the connection with the stream
-        ok = response.status == 200 and b"event: response.completed" in first + rest
+        ok = response.status == 200 and self.done in first + rest
         return (ttfb - started) * 1000, (done - started) * 1000, ok
+
+
+def chat_target(proxied):
+    """The proxy's Chat Completions endpoint, asked the same question as ``proxied``."""
+    return Target("chat", proxied.port, {"Authorization": proxied.headers["Authorization"]}, CHAT_PATH, CHAT_BODY,
+                  CHAT_DONE)
 
 
 def sequential(targets, count, warmup):
@@ -327,16 +343,23 @@ def run(opts, work, key, capped_key):
     r = {"load_generator": f"wrk -t2 -c{opts.clients}" if opts.load == "wrk" else
          f"python: {opts.clients} threads in {opts.client_procs} processes, http.client keep-alive"}
     with serving(work, key) as (upstream, server, direct, proxied):
-        print(f"sequential: {opts.warmup} + {opts.sequential} streams each way", file=sys.stderr)
+        chat = chat_target(proxied)
+        print(f"sequential: {opts.warmup} + {opts.sequential} streams each way (direct, proxied, chat)",
+              file=sys.stderr)
         cpu, n = cpu_s(server.pid), opts.warmup + opts.sequential
-        (d_first, d_last), (p_first, p_last) = sequential([direct, proxied], opts.sequential, opts.warmup)
-        r["server_cpu_ms_per_stream"] = round((cpu_s(server.pid) - cpu) * 1000 / n, 2)
-        r.update(direct_closed_pct=round(100 * direct.closed / n), proxied_closed_pct=round(100 * proxied.closed / n))
+        (d_first, d_last), (p_first, p_last), (c_first, c_last) = sequential([direct, proxied, chat],
+                                                                             opts.sequential, opts.warmup)
+        r["server_cpu_ms_per_stream"] = round((cpu_s(server.pid) - cpu) * 1000 / (2 * n), 2)  # both kinds
+        r.update({f"{t.name}_closed_pct": round(100 * t.closed / n) for t in (direct, proxied, chat)})
         for name, values in (("direct_ttfb", d_first), ("proxied_ttfb", p_first), ("direct_last", d_last),
-                             ("proxied_last", p_last)):
+                             ("proxied_last", p_last), ("chat_ttfb", c_first), ("chat_last", c_last)):
             r.update({f"{name}_p{q}_ms": round(bench.percentile(values, q), 3) for q in (50, 95)})
         for name in ("ttfb_p50", "ttfb_p95", "last_p50", "last_p95"):
             r[f"added_{name}_ms"] = round(r[f"proxied_{name}_ms"] - r[f"direct_{name}_ms"], 3)
+            r[f"added_chat_{name}_ms"] = round(r[f"chat_{name}_ms"] - r[f"direct_{name}_ms"], 3)
+        # What the translation costs: the chat stream's added time over the pass-through's.
+        r["chat_translation_ttfb_p50_ms"] = round(r["added_chat_ttfb_p50_ms"] - r["added_ttfb_p50_ms"], 3)
+        r["chat_translation_last_p50_ms"] = round(r["added_chat_last_p50_ms"] - r["added_last_p50_ms"], 3)
         for target, proc in ((direct, upstream), (proxied, server)):
             print(f"throughput: {target.name}, {opts.clients} clients for {opts.seconds} s", file=sys.stderr)
             cpu = cpu_s(proc.pid)
@@ -378,8 +401,15 @@ ROWS = (  # label, key, unit
     ("  added", "added_ttfb_p50_ms", "ms"), ("first byte p95: added", "added_ttfb_p95_ms", "ms"),
     ("last byte p50: direct", "direct_last_p50_ms", "ms"), ("  proxied", "proxied_last_p50_ms", "ms"),
     ("  added", "added_last_p50_ms", "ms"), ("last byte p95: added", "added_last_p95_ms", "ms"),
+    ("first byte p50 added: Responses", "added_ttfb_p50_ms", "ms"),
+    ("  Chat Completions", "added_chat_ttfb_p50_ms", "ms"),
+    ("  chat over Responses (translation)", "chat_translation_ttfb_p50_ms", "ms"),
+    ("last byte p50 added: Responses", "added_last_p50_ms", "ms"),
+    ("  Chat Completions", "added_chat_last_p50_ms", "ms"),
+    ("  chat over Responses (translation)", "chat_translation_last_p50_ms", "ms"),
     ("server CPU per proxied stream", "server_cpu_ms_per_stream", "ms"),
     ("connection closed after stream: direct", "direct_closed_pct", "%"), ("  proxied", "proxied_closed_pct", "%"),
+    ("  chat", "chat_closed_pct", "%"),
     ("throughput: direct", "direct_rps", "req/s"), ("  proxied", "proxied_rps", "req/s"),
     ("  proxied / direct", "rps_ratio", ""), ("  errors: direct", "direct_errors", ""),
     ("  errors: proxied", "proxied_errors", ""),

@@ -30,9 +30,15 @@ def test_proxy_bench_smoke_run_streams_both_ways_and_logs_each_proxied_stream(tm
     out = tmp_path / "proxy_bench.json"
     assert proxy_bench.main(["--sequential", "10", "--warmup", "2", "--seconds", "1", "--load", "python",
                              "--streams", "4", "--stream-seconds", "0.5", "--out", str(out)]) == 0
-    assert "added" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "added" in printed and "chat over Responses (translation)" in printed
     result = json.loads(out.read_text())["results"]
     assert result["proxied_errors"] == result["direct_errors"] == result["streams_incomplete"] == 0
     assert result["streams_complete"] == 4 and result["proxied_rps"] > 0
-    # Only ok logs: the sequential streams', the load's (however many fit in its second) and the long ones'.
-    assert set(result["request_logs"]) == {"ok"} and result["request_logs"]["ok"] > 12 + 4
+    # The Chat Completions streams beside the Responses ones (each one checked complete: [DONE] came).
+    assert result["chat_ttfb_p50_ms"] > 0 and result["chat_last_p50_ms"] >= result["chat_ttfb_p50_ms"]
+    assert result["chat_translation_ttfb_p50_ms"] == round(
+        result["added_chat_ttfb_p50_ms"] - result["added_ttfb_p50_ms"], 3)
+    # Only ok logs: the sequential streams' (Responses and chat), the load's (however many fit in its second) and
+    # the long ones'.
+    assert set(result["request_logs"]) == {"ok"} and result["request_logs"]["ok"] > 2 * 12 + 4
