@@ -50,6 +50,9 @@ DEFAULTS = {
     # gives its requests in flight to end when it is stopped (SIGTERM, Ctrl-C).
     "WORKERS": 1,
     "SHUTDOWN_GRACE": 30,
+    # Milliseconds a request waits for its conversation's account when that one is cooling down only
+    # that long (a momentary 429), rather than going to another account and leaving the prompt cache.
+    "STICKY_WAIT_MS": 2000,
     # Seconds between two /wham/usage polls of an account (0: never), spread over the interval.
     "USAGE_POLL_SECONDS": 300,
     # Database connections one process keeps at most; a request waits for a free one.
@@ -77,6 +80,7 @@ RANGES = {
     "WORKERS": (1, 64),
     "USAGE_POLL_SECONDS": (0, 86400),
     "SHUTDOWN_GRACE": (0, 3600),
+    "STICKY_WAIT_MS": (0, 60000),
 }
 URLS = ("UPSTREAM_URL", "OAUTH_ISSUER", "OAUTH_TOKEN_URL")
 # Settings in seconds that may have a fraction, and their allowed ranges.
@@ -107,6 +111,7 @@ def load(environ=None, overrides=None):
         parsed = value is not None and (name in RANGES or name in SECONDS or name in URLS)
         config[name] = _parse(name, name, value) if parsed else value
     config.setdefault("CLOCK", time.time)
+    config.setdefault("SLEEP", time.sleep)  # injected with CLOCK: a test's sleep moves its clock
     if config["THREADS"] is None:
         config["THREADS"] = config["CAPACITY"] + RESERVED_THREADS
     if config["CONNECTION_LIMIT"] is None:

@@ -46,6 +46,8 @@ from lb import config, create_app, tables
     ("LB_UPSTREAM_URL", "chatgpt.com/backend-api"),
     ("LB_UPSTREAM_URL", "ftp://example.com"),
     ("LB_OAUTH_ISSUER", "auth.openai.com"),
+    ("LB_STICKY_WAIT_MS", "-1"),
+    ("LB_STICKY_WAIT_MS", "60001"),
     ("LB_OAUTH_TOKEN_URL", "file:///etc/passwd"),
 ])
 def test_a_bad_setting_is_a_config_error_naming_the_variable(variable, value):

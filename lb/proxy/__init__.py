@@ -37,6 +37,8 @@ class Proxy(NamedTuple):
     pins: Pins
     capacity: Capacity
     leases: Leases
+    sleep: Callable[[float], None]  # seconds, from the app's injected sleep
+    sticky_wait_ms: int  # how long a request may wait for its conversation's account
 
 
 def init_app(app):
@@ -50,5 +52,6 @@ def init_app(app):
         return int(clock() * 1000)
 
     app.extensions["lb_proxy"] = Proxy(upstream, clock_ms, app.extensions["lb_metrics"], Pins(),
-                                       Capacity(config["CAPACITY"]), Leases(clock_ms))
+                                       Capacity(config["CAPACITY"]), Leases(clock_ms), config["SLEEP"],
+                                       config["STICKY_WAIT_MS"])
     app.register_blueprint(routes.bp)

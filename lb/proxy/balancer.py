@@ -41,22 +41,43 @@ def order_key(account):
             account.last_used_at or 0, account.id)
 
 
+# The statuses that move a conversation's pin to another account; any other (a momentary limit, a failed
+# attempt) leaves it with its account, whose prompt cache the next turn reads.
+PIN_MOVES = ("rate_limited", "quota_exceeded", "deactivated", "paused")
+
+
 class Choice(NamedTuple):
-    """The account to try, or why there is none: ``refusal`` is usage_limit_reached, cooldown or no_accounts."""
+    """The account to try, or why there is none: ``refusal`` is usage_limit_reached, cooldown or no_accounts;
+    or ``wait_until``: the pinned account is free again then, soon enough to wait for it."""
 
     account: object = None
     refusal: Optional[str] = None
     message: str = ""
     resets_at: Optional[int] = None  # usage_limit_reached: the earliest expected reset (epoch ms)
     retry_after_s: Optional[int] = None  # cooldown: seconds until the first account is free again
+    pin_to: Optional[str] = None  # the account the conversation stays pinned to if this one serves
+    wait_until: Optional[int] = None  # epoch ms
 
 
-def choose(accounts, now, pinned_id=None, tried=()):
-    """The account for the next attempt: the sticky pin while it stays eligible, else the least used."""
+def keeps_pin(owner):
+    """Whether a conversation stays pinned to ``owner`` while another account serves it."""
+    return owner is not None and owner.status not in PIN_MOVES and has_credentials(owner)
+
+
+def choose(accounts, now, pinned_id=None, tried=(), wait_ms=0):
+    """The account for the next attempt: the sticky pin while it is eligible, else the least used; the pin
+    stays with its account unless that one's status moves it. A pinned account cooling down for at most
+    ``wait_ms`` more, not tried yet, is waited for."""
+    owner = next((a for a in accounts if a.id == pinned_id), None)
+    kept = owner.id if keeps_pin(owner) else None
+    if kept and owner.id not in tried and now < (owner.cooldown_until or 0) <= now + wait_ms and eligible(
+            owner, owner.cooldown_until):
+        return Choice(pin_to=kept, wait_until=owner.cooldown_until)
     candidates = [a for a in accounts if a.id not in tried and eligible(a, now)]
     if candidates:
         pinned = [a for a in candidates if a.id == pinned_id]
-        return Choice(pinned[0] if pinned else min(candidates, key=order_key))
+        account = pinned[0] if pinned else min(candidates, key=order_key)
+        return Choice(account, pin_to=kept or account.id)
     return refusal([a for a in accounts if a.id not in tried], now)
 
 

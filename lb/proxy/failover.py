@@ -90,13 +90,17 @@ def _failed(status, code, message, log_code):
 
 def send(call, ledger, proxy):
     """Try ``call`` on the eligible accounts, at most MAX_ACCOUNTS of them, in the balancer's order."""
-    tried, failed = [], None
+    tried, failed, wait_ms = [], None, proxy.sticky_wait_ms
     for _ in range(MAX_ACCOUNTS):
-        choice, credentials = _choose(call, ledger, proxy, tried)
+        choice, credentials = _choose(call, ledger, proxy, tried, wait_ms)
+        if choice.wait_until is not None:  # the conversation's account is free again in a moment: once
+            proxy.sleep(max(0, choice.wait_until - proxy.clock()) / 1000)
+            wait_ms = 0
+            choice, credentials = _choose(call, ledger, proxy, tried, wait_ms)
         if choice.account is None:
             return failed or choice
         result = credentials if isinstance(credentials, Failed) else attempt(
-            choice.account, credentials, call, ledger, proxy)
+            choice.account, credentials, call, ledger, proxy, choice.pin_to)
         if isinstance(result, Failed):
             proxy.metrics.upstream_error(result.error_code)
         if not isinstance(result, Failed) or not result.failover:
@@ -108,15 +112,15 @@ def send(call, ledger, proxy):
     return failed
 
 
-def _choose(call, ledger, proxy, tried):
+def _choose(call, ledger, proxy, tried, wait_ms=0):
     """On a borrowed connection (the request's own, the first time), given back before the upstream is
-    called: write what the last attempt did to its account (other requests see it at once), choose the next
-    account, and get its fresh credentials. (choice, Credentials or a Failed refresh)."""
+    called (or waited for): write what the last attempt did to its account (other requests see it at once),
+    choose the next account, and get its fresh credentials. (choice, Credentials or a Failed refresh)."""
     now = proxy.clock()
     with db.connection_context():
         ledgers.write(ledger, now)
         pinned = ledgers.pinned(call.cache_key, now) if call.cache_key else None
-        choice = balancer.choose(store.all_accounts(), now, pinned, tried)
+        choice = balancer.choose(store.all_accounts(), now, pinned, tried, wait_ms)
         if choice.account is None:
             return choice, None
         tried.append(choice.account.id)
@@ -127,8 +131,9 @@ def _choose(call, ledger, proxy, tried):
             return choice, _refresh_failed(failure)
 
 
-def attempt(account, credentials, call, ledger, proxy):
-    """One account's try: the upstream's answer, and what it does to the account (gathered in ``ledger``)."""
+def attempt(account, credentials, call, ledger, proxy, pin_to=None):
+    """One account's try: the upstream's answer, and what it does to the account (gathered in ``ledger``).
+    ``pin_to``: the account the conversation stays pinned to when this one serves (itself by default)."""
     now = proxy.clock()
     asked = time.perf_counter()
     try:
@@ -177,7 +182,7 @@ def attempt(account, credentials, call, ledger, proxy):
         served = Served(account.id, client_headers(headers), answer, first=arrived, rest=stream, waited=waited)
     ledger.change(account.id, balancer.after_success(account, headers, now).changes)
     if call.cache_key:
-        ledger.pin(call.cache_key, account.id)
+        ledger.pin(call.cache_key, pin_to or account.id)
     return served
 
 

@@ -9,6 +9,7 @@ slot. It runs on a connection the caller holds; ``finish`` borrows one of
 its own, so a stream that ends long after its request needs none in
 between.
 """
+import json
 import secrets
 import threading
 import time
@@ -36,6 +37,15 @@ def request_id(now):
 def pin_key(cache_key):
     """Pins are kept under a hash: a prompt_cache_key may be a conversation id, not for the database to show."""
     return digest(cache_key)
+
+
+def derived_key(api_key_id, body):
+    """The cache key of a conversation whose client sends none: its API key (or none), its instructions and
+    its first input item (the same on every turn), from the Responses ``body`` sent upstream."""
+    items = body.get("input")
+    first = items[0] if isinstance(items, list) and items else items
+    return "derived:" + digest(json.dumps([api_key_id, body.get("instructions") or "", first], sort_keys=True,
+                                          separators=(",", ":")))
 
 
 def pinned(cache_key, now):

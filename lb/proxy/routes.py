@@ -19,7 +19,7 @@ from lb.clock import iso
 from lb.errors import ApiError, body, openai_error, takes_large_json
 from lb.proxy import chat, failover, relay, responses
 from lb.proxy.balancer import Choice
-from lb.proxy.ledger import Ledger, finish
+from lb.proxy.ledger import Ledger, derived_key, finish
 from lb.proxy.upstream import FAILED, OUTPUT_ITEM_DONE, PARSED, usage_of
 
 bp = Blueprint("proxy", __name__)
@@ -111,6 +111,7 @@ class Admitted(NamedTuple):
     ledger: Ledger
     cache_key: Optional[str]  # the prompt_cache_key, if sticky sessions are on
     effort: Optional[str]  # a model alias's reasoning effort
+    sticky: bool  # sticky sessions are on
 
 
 def _begin():
@@ -119,9 +120,9 @@ def _begin():
     model, effort = admit(data, g.api_key, now)
     if model != data["model"]:
         data = {**data, "model": model}
-    cache_key = data.get("prompt_cache_key")
-    sticky = isinstance(cache_key, str) and cache_key.strip() and store.sticky_sessions()
-    return Admitted(data, Ledger(now, model, g.api_key), cache_key.strip() if sticky else None, effort)
+    cache_key, sticky = data.get("prompt_cache_key"), store.sticky_sessions()
+    given = isinstance(cache_key, str) and cache_key.strip() and sticky
+    return Admitted(data, Ledger(now, model, g.api_key), cache_key.strip() if given else None, effort, sticky)
 
 
 def _send(ledger, path, payload, stream, cache_key, parse=PARSED):
@@ -160,12 +161,16 @@ def _answer(ledger, payload, cache_key, shape, envelope=False):
     return answer
 
 
-def _translated(make, *args):
-    """The upstream body ``make`` builds of the request, as bytes; what it refuses is a 400."""
+def _translated(admitted, make, *args):
+    """The upstream body ``make`` builds of the request, as bytes (what it refuses is a 400), and the request's
+    cache key: the client's prompt_cache_key, else one derived from that body (sticky sessions on), which
+    only pins the conversation and is never sent upstream."""
     try:
-        return _dumps(make(*args))
+        shaped = make(*args)
     except responses.Refused as refused:
         raise ApiError(400, "invalid_request_error", str(refused)) from None
+    derived = admitted.sticky and admitted.cache_key is None
+    return _dumps(shaped), derived_key(admitted.ledger.api_key_id, shaped) if derived else admitted.cache_key
 
 
 def _dumps(data):
@@ -235,7 +240,7 @@ def streamed(result, ledger, shape=relay.PassThrough):
 @key_required
 def codex_responses():
     """The Codex CLI's own request: passed on as sent (with stream true; a model alias made its model)."""
-    data, ledger, cache_key, effort = _begin()
+    data, ledger, cache_key, effort, _ = _begin()
     as_sent = data.get("stream") is True and data is body()
     payload = request.get_data() if as_sent else _dumps(responses.with_effort({**data, "stream": True}, effort))
     return _stream(ledger, payload, cache_key)
@@ -246,8 +251,9 @@ def codex_responses():
 @key_required
 def v1_responses():
     """The OpenAI Responses API: SSE with ``stream: true``, else one JSON response object."""
-    data, ledger, cache_key, effort = _begin()
-    payload = _translated(responses.for_upstream, responses.with_effort(data, effort))
+    admitted = _begin()
+    data, ledger, effort = admitted.data, admitted.ledger, admitted.effort
+    payload, cache_key = _translated(admitted, responses.for_upstream, responses.with_effort(data, effort))
     if data.get("stream") is True:
         return _stream(ledger, payload, cache_key)
     return _answer(ledger, payload, cache_key, lambda response: response)
@@ -258,8 +264,9 @@ def v1_responses():
 @key_required
 def chat_completions():
     """The OpenAI Chat Completions API, translated to a Responses request and back (lb.proxy.chat)."""
-    data, ledger, cache_key, effort = _begin()
-    payload = _translated(chat.for_upstream, data, effort)
+    admitted = _begin()
+    data, ledger = admitted.data, admitted.ledger
+    payload, cache_key = _translated(admitted, chat.for_upstream, data, admitted.effort)
     created = ledger.requested_at // 1000
     if data.get("stream") is True:
         options = data.get("stream_options")
@@ -275,7 +282,7 @@ def chat_completions():
 @key_required
 def compact():
     """The Codex CLI's remote compaction: one JSON answer, passed on."""
-    data, ledger, cache_key, effort = _begin()
+    data, ledger, cache_key, effort, _ = _begin()
     payload = request.get_data() if data is body() else _dumps(responses.with_effort(data, effort))
     result = _send(ledger, COMPACT, payload, False, cache_key)
     if not isinstance(result, failover.Served):
