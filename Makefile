@@ -5,7 +5,7 @@ BIN = $(VENV)/bin
 FUZZ_EXAMPLES ?= 500
 
 .DEFAULT_GOAL := help
-.PHONY: help lock run serve test test-sqlite test-postgres fuzz codex-cli ai-sdk chromium demo reset-auth bench bench-proxy soak crash clean
+.PHONY: help lock run serve test test-sqlite test-postgres fuzz codex-cli ai-sdk chromium demo reset-auth bench bench-proxy bench-cache soak crash clean
 
 help:  ## list the targets
 	@awk -F':.*## ' '/^[a-z-]+:.*## / {printf "  make %-14s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -58,6 +58,9 @@ bench: $(VENV)/.installed  ## benchmark the real server at 10k, 100k and 1M logs
 
 bench-proxy: $(VENV)/.installed  ## the proxy vs the fake upstream called directly: added latency, req/s, long streams (BENCH_ARGS=...)
 	$(BIN)/python bench/proxy_bench.py $(BENCH_ARGS)
+
+bench-cache: $(VENV)/.installed  ## prompt-cache hits through the proxy vs a perfect pin: 50 conversations x 20 turns, 4 runs (BENCH_ARGS=...)
+	$(BIN)/python bench/cache_bench.py $(BENCH_ARGS)
 
 soak: $(VENV)/.installed  ## 60 s of proxied streams, ingest writers and dashboard readers on the real server (SOAK_ARGS=...)
 	$(BIN)/python bench/soak.py $(SOAK_ARGS)

@@ -42,3 +42,20 @@ def test_proxy_bench_smoke_run_streams_both_ways_and_logs_each_proxied_stream(tm
     # Only ok logs: the sequential streams' (Responses and chat), the load's (however many fit in its second) and
     # the long ones'.
     assert set(result["request_logs"]) == {"ok"} and result["request_logs"]["ok"] > 2 * 12 + 4
+
+
+def test_cache_bench_smoke_run_prints_each_runs_share_beside_a_perfect_pins(tmp_path, capsys):
+    import cache_bench
+    out = tmp_path / "cache_bench.json"
+    assert cache_bench.main(["--conversations", "6", "--turns", "3", "--rates", "0,20", "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "cache hit" in printed and "perfect" in printed and str(out) in printed
+    results = json.loads(out.read_text())["results"]
+    assert [(r["limit_rate_pct"], r["prompt_cache_key"]) for r in results] == [
+        (0, True), (0, False), (20, True), (20, False)]
+    for r in results:
+        assert r["served"] + r["failed_turns"] == r["turns"] == 18
+        assert r["logs_agree"], r  # the request logs hold the tokens the answers reported
+        assert 0 < r["perfect_pct"] <= 100 and 0 <= r["share_pct"] <= 100 and r["input_tokens"] > 0
+    # No limits and a key sent: every conversation stays on its first account, the share is the perfect one.
+    assert results[0]["moved_turns"] == 0 and results[0]["ratio"] == 1.0

@@ -12,7 +12,9 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from fixtureapps.upstream import COMPACT_BODY, Compact, Drop, Fail, FakeUpstream, Stream
+from fixtureapps.upstream import (COMPACT_BODY, MOMENTARY_ERROR, CacheModel, Compact, Drop, Fail, FakeUpstream,
+                                  Stream, prompt_prefixes)
+from lb.proxy import balancer
 
 RESPONSES = "/backend-api/codex/responses"
 COMPACT = RESPONSES + "/compact"
@@ -257,3 +259,68 @@ def test_stop_does_not_wait_for_kept_alive_clients_or_held_streams():
     finally:
         for connection in (idle, held, slow):
             connection.close()
+
+
+# -- the cache-aware mode ------------------------------------------------------------------------
+
+def message(role, text):
+    return {"type": "message", "role": role,
+            "content": [{"type": "input_text" if role == "user" else "output_text", "text": text}]}
+
+
+def turn_usage(conn, account, instructions, items):
+    body = {"model": "gpt-5-codex", "stream": True, "instructions": instructions, "input": items}
+    response = post(conn, account=account, body=body)
+    assert response.status == 200
+    usage = parse(response.read())[-1]["response"]["usage"]
+    return usage["input_tokens"], usage["input_tokens_details"]["cached_tokens"]
+
+
+def test_the_cache_model_reports_the_longest_prefix_the_account_served_before(up, conn):
+    up.cache = CacheModel()
+    up.default = Stream(usage=(1, 1, 7))
+    system = "You are a careful coding agent. " * 20
+    first = [message("user", "conversation 1: fix the failing test " * 5)]
+    second = first + [message("assistant", "Done: the test passes."), message("user", "now add a docstring")]
+    sizes = [tokens for _, tokens in prompt_prefixes({"instructions": system, "input": second})]
+
+    assert turn_usage(conn, "acct-a", system, first) == (sizes[1], 0)  # a new account: nothing cached
+    assert turn_usage(conn, "acct-a", system, second) == (sizes[3], sizes[1])  # the first turn's whole prompt
+    assert turn_usage(conn, "acct-a", system, second) == (sizes[3], sizes[3])  # the same prompt again: all of it
+    assert turn_usage(conn, "acct-b", system, second) == (sizes[3], 0)  # the cache is the account's own
+    other = [message("user", "conversation 2: something else")]  # the same instructions only
+    assert turn_usage(conn, "acct-a", system, other)[1] == sizes[0]
+    assert sizes[0] == -(-len(json.dumps(system)) // 4) and sizes[0] < sizes[1] < sizes[2] < sizes[3]
+    done = parse(post(conn, account="acct-a").read())[-1]["response"]
+    assert done["usage"]["output_tokens"] == 7  # the rest of the usage is the default stream's
+    assert done["usage"]["total_tokens"] == done["usage"]["input_tokens"] + 7
+
+
+def test_with_the_cache_model_a_script_still_answers_first_and_compaction_is_unchanged(up, conn):
+    up.cache = CacheModel(limit_rate=1.0)  # every request it answers: 429
+    up.plan("acct-a", Stream(usage=(5, 4, 3)))
+    usage = parse(post(conn, account="acct-a").read())[-1]["response"]["usage"]
+    assert (usage["input_tokens"], usage["input_tokens_details"]["cached_tokens"]) == (5, 4)
+    assert post(conn, COMPACT, "acct-a").read() == json.dumps(COMPACT_BODY).encode()
+    assert post(conn, account="acct-a").status == 429
+    assert up.cache.limited == 1
+
+
+def test_the_cache_models_429_is_momentary_for_the_proxy_at_its_seeded_rate(up, conn):
+    up.cache = CacheModel(limit_rate=1.0)
+    response = post(conn, account="acct-a")
+    body = json.loads(response.read())
+    assert (response.status, response.getheader("Retry-After"), body) == (429, "1", MOMENTARY_ERROR)
+    # The proxy cools the account down for a second and keeps its status: not a usage limit.
+    outcome = balancer.after_error(429, body["error"], {"retry-after": "1"}, 1_000_000)
+    assert outcome.action == "failover" and outcome.changes["cooldown_until"] == 1_001_000
+    assert "status" not in outcome.changes
+    assert body["error"]["code"] not in balancer.RATE_LIMIT_CODES + balancer.QUOTA_CODES
+
+    def limited(model, n=2000):
+        return [isinstance(model.answer("acct-a", {"input": "hi"}, Stream()), Fail) for _ in range(n)]
+
+    drawn = limited(CacheModel(limit_rate=0.05, seed=3))
+    assert drawn == limited(CacheModel(limit_rate=0.05, seed=3))  # the same seed, the same requests limited
+    assert 60 <= sum(drawn) <= 140
+    assert not any(limited(CacheModel()))

@@ -6,8 +6,16 @@ is empty, by ``default``. A stream is sent as HTTP/1.1 chunks, one event per
 chunk written as soon as it is made, so a client sees the events one by one and
 the connection stays open for the next request. ``stop`` opens every gate and
 shuts the open connections down, so it never waits on an idle keep-alive client.
+
+With ``cache`` set to a CacheModel, a /codex/responses request the script does
+not answer is answered by the model instead: a momentary 429 at its set rate,
+else the default stream with the usage of an upstream that keeps a prompt
+cache per account (see CacheModel).
 """
+import dataclasses
+import hashlib
 import json
+import random
 import re
 import socket
 import threading
@@ -80,6 +88,70 @@ class Compact:
 @dataclass
 class Drop:
     """Read the request, then close the connection without a word."""
+
+
+# A momentary limit: 429 with a Retry-After and a code the proxy does not read as a usage limit
+# (lb.proxy.balancer: rate_limit_exceeded and usage_limit_reached would mark the account rate_limited).
+MOMENTARY_ERROR = {"error": {"type": "rate_limit_error", "code": "too_many_requests", "param": None,
+                             "message": "Too many requests at once; please try again in 1s"}}
+
+
+def _tokens(part):
+    """The token count of one prompt part (the instructions, an input item): its JSON's characters / 4, rounded up."""
+    if part in ("", None):
+        return 0
+    return -(-len(json.dumps(part, sort_keys=True, separators=(",", ":"))) // 4)
+
+
+def prompt_prefixes(body):
+    """The prefixes of a Responses body's prompt, the instructions then each input item: [(digest, tokens)], each
+    digest covering the whole prefix (a chain), tokens counted from the prompt's start."""
+    body = body if isinstance(body, dict) else {}
+    items = body.get("input", [])
+    items = [{"type": "message", "role": "user", "content": [{"type": "input_text", "text": items}]}] \
+        if isinstance(items, str) else items if isinstance(items, list) else []
+    digest, total, prefixes = hashlib.sha256(), 0, []
+    for part in [body.get("instructions") or "", *items]:
+        digest.update(json.dumps(part, sort_keys=True).encode() + b"\0")
+        total += _tokens(part)
+        prefixes.append((digest.copy().hexdigest(), total))
+    return prefixes
+
+
+class CacheModel:
+    """An upstream with a prompt cache per account, and momentary rate limits.
+
+    Each account (the chatgpt-account-id) remembers every prompt prefix it has
+    served (prompt_prefixes: the instructions, then each input item, chained);
+    a request's usage is ``input_tokens`` its prompt's size (characters / 4)
+    and ``cached_tokens`` the size of the longest of its prefixes that account
+    has served before. Nothing expires. ``limit_rate`` of the requests (drawn
+    from a Random seeded with ``seed``) are answered a momentary 429 instead:
+    ``Retry-After: 1`` and MOMENTARY_ERROR, which the proxy reads as a short
+    cooldown; they are counted in ``limited`` and cache nothing.
+    """
+
+    def __init__(self, limit_rate=0.0, seed=0):
+        self.limit_rate = limit_rate
+        self.limited = 0
+        self._random = random.Random(seed)
+        self._seen = {}  # account -> the prefix digests it has served
+
+    def usage(self, account, body):
+        """(input tokens, cached tokens) of serving ``body`` on ``account``, which remembers its prefixes."""
+        prefixes = prompt_prefixes(body)
+        seen = self._seen.setdefault(account, set())
+        cached = next((tokens for digest, tokens in reversed(prefixes) if digest in seen), 0)
+        seen.update(digest for digest, _ in prefixes)
+        return (prefixes[-1][1] if prefixes else 0), cached
+
+    def answer(self, account, body, default):
+        """A momentary 429 (at ``limit_rate``), else ``default`` with this request's usage."""
+        if self.limit_rate and self._random.random() < self.limit_rate:
+            self.limited += 1
+            return Fail(429, MOMENTARY_ERROR, {"Retry-After": "1"})
+        inputs, cached = self.usage(account, body)
+        return dataclasses.replace(default, usage=(inputs, cached, default.usage[2]))
 
 
 @dataclass
@@ -285,6 +357,7 @@ class FakeUpstream(Loopback):
     def __init__(self):
         self.requests = []  # Recorded, in arrival order
         self.default = Stream()
+        self.cache = None  # a CacheModel: it answers the responses the scripts do not
         self.usage = {}  # account id -> its /wham/usage answers not used yet (Usage); then USAGE
         self._scripts = {}  # account id -> answers not used yet
         self._lock = threading.Lock()
@@ -322,7 +395,12 @@ class FakeUpstream(Loopback):
             if not scripted:
                 return len(self.requests), body, None
             script = self._scripts.get(account)
-            answer = script.pop(0) if script else self.default
+            if script:
+                answer = script.pop(0)
+            elif self.cache is not None and path.partition("?")[0] == RESPONSES:
+                answer = self.cache.answer(account, body, self.default)
+            else:
+                answer = self.default
             if getattr(answer, "gate", None) is not None:
                 self._gates.append(answer.gate)
                 if self._stopped.is_set():  # stop has opened the gates already: this one must not hold it up
