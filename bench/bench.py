@@ -10,14 +10,17 @@ table and writes the same figures as JSON.
     python bench/bench.py --sizes 2000 --smoke # a few seconds, for CI
 """
 import argparse
+import contextlib
 import http.client
 import json
 import multiprocessing
 import os
 import random
+import shutil
 import sqlite3
 import statistics
 import sys
+import tempfile
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -221,6 +224,29 @@ def floor_ms(db_path, runs=30):
 
 
 # -- one size -----------------------------------------------------------------
+
+@contextlib.contextmanager
+def workdir(prefix):
+    """A scratch directory for a benchmark's servers, removed at the end; on a failure, the end of the
+    server's log (``<dir>/server.log``) goes to stderr first."""
+    work = tempfile.mkdtemp(prefix=prefix)
+    try:
+        yield work
+    except Exception:
+        with contextlib.suppress(OSError), open(os.path.join(work, "server.log"), errors="replace") as f:
+            sys.stderr.write("the server's log, its end:\n" + "".join(f.readlines()[-30:]))
+        raise
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def write_figures(path, figures):
+    """Write a benchmark's figures as JSON to ``path`` and say where."""
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    with open(path, "w") as f:
+        json.dump(figures, f, indent=2)
+    print(f"figures written to {path}")
+
 
 def percentile(values, q):
     ordered = sorted(values)

@@ -29,7 +29,6 @@ import random
 import shutil
 import sqlite3
 import sys
-import tempfile
 import threading
 import time
 
@@ -198,8 +197,8 @@ def main(argv=None):
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--out", default=os.path.join(ROOT, "bench-results", "cache_bench.json"))
     opts = parser.parse_args(argv)
-    started, work = time.perf_counter(), tempfile.mkdtemp(prefix="cache-bench-")
-    try:
+    started = time.perf_counter()
+    with bench.workdir("cache-bench-") as work:
         template = os.path.join(work, "template")
         [(_, key)] = proxy_bench.prepare(template, workspaces=[f"ws-cache-{i}" for i in range(opts.accounts)])
         results = []
@@ -213,16 +212,8 @@ def main(argv=None):
         print(table(results))
         print("turns/s: " + ", ".join(f"{r['turns_per_s']}" for r in results) +
               "; request logs agree with the answers: " + ("yes" if all(r["logs_agree"] for r in results) else "NO"))
-        os.makedirs(os.path.dirname(os.path.abspath(opts.out)), exist_ok=True)
-        with open(opts.out, "w") as f:
-            json.dump({"results": results, "target_ratio": TARGET, "machine": {"cpus": os.cpu_count()}}, f, indent=2)
-        print(f"figures written to {opts.out}")
-    except Exception:
-        with contextlib.suppress(OSError), open(os.path.join(work, "server.log"), errors="replace") as f:
-            sys.stderr.write("the server's log, its end:\n" + "".join(f.readlines()[-30:]))
-        raise
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
+        bench.write_figures(opts.out, {"results": results, "target_ratio": TARGET,
+                                       "machine": {"cpus": os.cpu_count()}})
     return 0
 
 

@@ -30,7 +30,6 @@ import sqlite3
 import statistics
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 
@@ -461,26 +460,17 @@ def main(argv=None):
         return serve_profiled(opts.profiled_server)
     if opts.load == "auto":
         opts.load = "wrk" if shutil.which("wrk") else "python"
-    started, work = time.perf_counter(), tempfile.mkdtemp(prefix="proxy-bench-")
-    try:
+    started = time.perf_counter()
+    with bench.workdir("proxy-bench-") as work:
         (_, key), (_, capped_key) = prepare(os.path.join(work, "data"), keys=2, capped=True)
         r = run(opts, work, key, capped_key)
         r["run_s"] = round(time.perf_counter() - started, 1)
         print(f"load generator: {r['load_generator']}; {os.cpu_count()} CPUs; run {r['run_s']} s")
         print(table(r))
         print("request logs written: " + ", ".join(f"{k} {v}" for k, v in sorted(r["request_logs"].items())))
-        os.makedirs(os.path.dirname(os.path.abspath(opts.out)), exist_ok=True)
-        with open(opts.out, "w") as f:
-            json.dump({"results": r, "targets": TARGETS, "machine": {"cpus": os.cpu_count()}}, f, indent=2)
-        print(f"figures written to {opts.out}")
+        bench.write_figures(opts.out, {"results": r, "targets": TARGETS, "machine": {"cpus": os.cpu_count()}})
         if opts.profile:
             profile(opts, work, key)
-    except Exception:
-        with contextlib.suppress(OSError), open(os.path.join(work, "server.log"), errors="replace") as f:
-            sys.stderr.write("the server's log, its end:\n" + "".join(f.readlines()[-30:]))
-        raise
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
     return 0
 
 
