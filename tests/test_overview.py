@@ -232,7 +232,7 @@ def log(stamp, input_tokens, cached, **fields):
     ([(3, 1)], 33.33),
     ([(3, 2)], 66.67),
     ([(800, 1)], 0.13),  # 0.125: half rounds up (a float's round would give 0.12)
-    ([(20_000, 2469)], 12.35),  # 12.345: half rounds up (a float's round would give 12.34)
+    ([(20_000, 2009)], 10.05),  # 10.045: half rounds up (a float's round gives 10.04)
     ([(30_000, 1)], 0),  # 0.00333...
     ([(100, 100), (900, 0)], 10),  # the window's sums, not the mean of each log's share (50)
     ([(0, 0), (0, 0)], 0),  # requests without input: no division by zero

@@ -307,19 +307,19 @@ def test_each_row_has_its_own_cached_input_share(authed):
         ("a-most", 800, 700),  # 87.5
         ("b-third", 3, 1),  # 33.33
         ("c-half-up", 800, 1),  # 0.125: half rounds up to 0.13 (a float's round gives 0.12)
-        ("d-half-up", 20_000, 2469),  # 12.345: 12.35 (a float's round gives 12.34)
+        ("d-half-up", 20_000, 2009),  # 10.045: 10.05 (a float's round gives 10.04)
         ("e-none", 0, 0), ("e-none", 0, 0),  # requests without input: 0, no division by zero
         ("f-sums", 100, 100), ("f-sums", 900, 0),  # the row's sums: 10, not the mean of the logs' shares
         ("g-all", 7, 7),
     ]])
     body = usage(authed, "groupBy=model")
     assert {row["key"]: row["cachedInputShare"] for row in body["rows"]} == {
-        "a-most": 87.5, "b-third": 33.33, "c-half-up": 0.13, "d-half-up": 12.35, "e-none": 0, "f-sums": 10,
+        "a-most": 87.5, "b-third": 33.33, "c-half-up": 0.13, "d-half-up": 10.05, "e-none": 0, "f-sums": 10,
         "g-all": 100}
     assert body["rows"][4] == {"key": "e-none", **figures(2)}
-    # The totals' share is of the totals: 3278 cached of 22610 input, 14.4980...
-    assert (body["totals"]["inputTokens"], body["totals"]["cachedInputTokens"]) == (22_610, 3278)
-    assert body["totals"]["cachedInputShare"] == 14.5
+    # The totals' share is of the totals: 2818 cached of 22610 input, 12.4635...
+    assert (body["totals"]["inputTokens"], body["totals"]["cachedInputTokens"]) == (22_610, 2818)
+    assert body["totals"]["cachedInputShare"] == 12.46
 
 
 def test_day_rows_share_is_of_that_day_and_a_float(authed):
