@@ -13,6 +13,11 @@ def rounded(numerator, denominator, places):
     return float(exact.quantize(Decimal(1).scaleb(-places), rounding=ROUND_HALF_UP))
 
 
+def percent(part, whole):
+    """``part`` per hundred of ``whole``, rounded half up to 2 decimals, as a float; 0.0 when ``whole`` is 0."""
+    return rounded(part * 100, whole, 2) if whole else 0.0
+
+
 def dollars(micros, places=6):
     """Micro-USD as USD rounded half up to ``places`` decimals (6: exact)."""
     return rounded(micros, MICROS, places)

@@ -4,7 +4,7 @@ from datetime import datetime, timezone
 
 from lb import store
 from lb.clock import DAY_MS, iso
-from lb.money import dollars, rounded
+from lb.money import dollars, percent, rounded
 from lb.tables import ACCOUNT_STATUSES
 
 # accountCounts names each status in camelCase: rate_limited is rateLimited.
@@ -46,4 +46,6 @@ def overview(now, cycle_day):
         },
         "requestCount": found.requests,
         "errorRate": error_rate(found.requests, found.failures, found.cancelled),
+        # The prompt cache at work: cached input per hundred input tokens, the same 24 hours.
+        "cachedInputShare": percent(found.window_cached_input_tokens, found.window_input_tokens),
     }

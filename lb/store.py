@@ -261,23 +261,26 @@ OVERVIEW_SQL = f"""
 SELECT
   {", ".join(f"(SELECT COUNT(*) FROM account WHERE status = '{s}')" for s in ACCOUNT_STATUSES)},
   p.input_tokens, p.output_tokens, p.cached, p.cost,
-  w.requests + r.requests, w.failures + r.failures, w.cancelled + r.cancelled
+  w.requests + r.requests, w.failures + r.failures, w.cancelled + r.cancelled,
+  w.input_tokens + r.input_tokens, w.cached + r.cached
 FROM
   (SELECT COALESCE(SUM(input_tokens), 0) AS input_tokens, COALESCE(SUM(output_tokens), 0) AS output_tokens,
           COALESCE(SUM(cached_input_tokens), 0) AS cached, COALESCE(SUM(cost), 0) AS cost
      FROM hourly_usage WHERE hour >= ? AND hour < ?) AS p,
   (SELECT COALESCE(SUM(requests), 0) AS requests, COALESCE(SUM(failures), 0) AS failures,
-          COALESCE(SUM(cancelled), 0) AS cancelled
+          COALESCE(SUM(cancelled), 0) AS cancelled, COALESCE(SUM(input_tokens), 0) AS input_tokens,
+          COALESCE(SUM(cached_input_tokens), 0) AS cached
      FROM hourly_usage WHERE hour >= ?) AS w,
   (SELECT COUNT(*) AS requests,
           COUNT(*) FILTER (WHERE status IN ({", ".join(f"'{s}'" for s in FAILED_STATUSES)})) AS failures,
-          COUNT(*) FILTER (WHERE status = 'cancelled') AS cancelled
+          COUNT(*) FILTER (WHERE status = 'cancelled') AS cancelled,
+          COALESCE(SUM(input_tokens), 0) AS input_tokens, COALESCE(SUM(cached_input_tokens), 0) AS cached
      FROM request_log WHERE requested_at >= ? AND requested_at < ?) AS r
 """
 
 
 class Overview(NamedTuple):
-    """OVERVIEW_SQL's answer: accounts by status, the billing period's sums and the window's counts."""
+    """OVERVIEW_SQL's answer: accounts by status, the billing period's sums and the window's counts and input."""
 
     account_counts: dict  # status -> count, every status of ACCOUNT_STATUSES
     input_tokens: int
@@ -287,6 +290,8 @@ class Overview(NamedTuple):
     requests: int
     failures: int
     cancelled: int
+    window_input_tokens: int  # the window's input tokens, cached ones included
+    window_cached_input_tokens: int
 
 
 def overview_params(period_start, period_end, window_start):

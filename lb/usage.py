@@ -3,7 +3,7 @@ from datetime import datetime, timezone
 
 from lb.clock import DAY_MS, iso
 from lb.errors import invalid
-from lb.money import dollars
+from lb.money import dollars, percent
 from lb.rollups import Sums, range_sums
 
 GROUPS = ("day", "model", "account", "apiKey")
@@ -20,6 +20,7 @@ def figures(sums):
         "cachedInputTokens": sums.cached_input_tokens,
         "totalTokens": sums.input_tokens + sums.output_tokens,
         "cost": dollars(sums.cost, 4),
+        "cachedInputShare": percent(sums.cached_input_tokens, sums.input_tokens),
     }
 
 

@@ -325,7 +325,10 @@ def test_overview_logs_and_usage_match_their_schema(authed, spec):
     assert set(page["requests"][0]) == required_of(spec, "RequestLog")
     conforms(spec, schema_of(spec, "/api/request-logs", "get", 200), ok(authed.get(LOGS)))
     for group in ("day", "account"):
-        conforms(spec, schema_of(spec, "/api/usage", "get", 200), ok(authed.get(f"/api/usage?groupBy={group}")))
+        usage = ok(authed.get(f"/api/usage?groupBy={group}"))
+        conforms(spec, schema_of(spec, "/api/usage", "get", 200), usage)
+        assert set(usage["totals"]) == required_of(spec, "UsageFigures")
+        assert all(set(row) == required_of(spec, "UsageFigures") | {"key"} for row in usage["rows"])
 
 
 def test_the_small_answers_match_their_schema(authed, clock, spec):

@@ -3,8 +3,9 @@
 Accounts counted by status (the deleted left out), usage in the billing period
 (tokens, and cost priced from the catalog, rounded to 4 decimals), the period from
 the cycle day (start included, end excluded), and the request count and error rate
-of the last 24 hours (always a float, 0.0 with nothing to count). The guard in
-front of it is in test_auth.py.
+of the last 24 hours (always a float, 0.0 with nothing to count), and the share of
+that window's input tokens read from the prompt cache (contract section 17). The
+guard in front of it is in test_auth.py.
 """
 from datetime import datetime, timezone
 
@@ -38,6 +39,7 @@ def test_an_empty_overview(authed):
                          "periodEnd": "2026-12-01T00:00:00Z"},
         "requestCount": 0,
         "errorRate": 0,
+        "cachedInputShare": 0,
     }
 
 
@@ -214,3 +216,86 @@ def test_error_rate_is_always_a_float(authed, statuses, json_value):
     error_rate = response.get_json()["errorRate"]
     assert type(error_rate) is float and error_rate == float(json_value)
     assert b'"errorRate":' + json_value in response.data
+
+
+# -- overview: the cached input share of the last 24 hours (contract section 17) ------------------------
+
+def log(stamp, input_tokens, cached, **fields):
+    return {"model": "gpt-4o-mini", "requestedAt": stamp, "inputTokens": input_tokens,
+            "cachedInputTokens": cached, **fields}
+
+
+@pytest.mark.parametrize("tokens, share", [
+    ([(800, 700)], 87.5),
+    ([(500, 500)], 100),
+    ([(1000, 0)], 0),
+    ([(3, 1)], 33.33),
+    ([(3, 2)], 66.67),
+    ([(800, 1)], 0.13),  # 0.125: half rounds up (a float's round would give 0.12)
+    ([(20_000, 2009)], 10.05),  # 10.045: half rounds up (a float's round gives 10.04)
+    ([(30_000, 1)], 0),  # 0.00333...
+    ([(100, 100), (900, 0)], 10),  # the window's sums, not the mean of each log's share (50)
+    ([(0, 0), (0, 0)], 0),  # requests without input: no division by zero
+])
+def test_cached_input_share_is_cached_over_input_in_percent(authed, tokens, share):
+    # Spread over the window: the raw partial hour at its start, whole hours, now, and a little ahead.
+    stamps = ["2026-11-24T07:30:00Z", "2026-11-24T12:00:00Z", "2026-11-25T07:00:00Z", "2026-11-25T07:04:00Z"]
+    items = [log(stamps[i % len(stamps)], n, c) for i, (n, c) in enumerate(tokens)]
+    assert ingest(authed, items) == {"accepted": len(items), "duplicates": 0}
+    body = overview(authed)
+    assert body["cachedInputShare"] == share
+    assert body["requestCount"] == len(items)
+
+
+@pytest.mark.parametrize("stamp, counted", [
+    ("2026-11-24T07:00:00Z", False),  # exactly 24 hours old
+    ("2026-11-24T07:00:00.001Z", True),  # 24 hours minus 1 ms: the raw partial hour
+    ("2026-11-24T06:59:59.999Z", False),
+    ("2026-11-24T08:00:00Z", True),  # the first whole hour, from the summary
+    ("2026-11-25T07:04:00Z", True),  # 4 minutes ahead
+])
+def test_cached_input_share_covers_the_last_24_hours(authed, stamp, counted):
+    # 400 of 1000 now, and 600 of 1000 more at ``stamp``: 50 % with it, 40 % without.
+    assert ingest(authed, [log("2026-11-25T06:00:00Z", 1000, 400), log(stamp, 1000, 600)]) == {
+        "accepted": 2, "duplicates": 0}
+    body = overview(authed)
+    assert body["cachedInputShare"] == (50 if counted else 40)
+    # The billing period still sums both.
+    assert body["usageSummary"]["cachedInputTokens"] == 1000
+
+
+def test_logs_older_than_24_hours_leave_the_share(authed, clock):
+    accepted = ingest(authed, [log("2026-11-20T12:00:00Z", 10**6, 10**6),  # days old, all cached
+                               log("2026-11-24T06:59:59Z", 10**6, 0),  # just over 24 hours old, none cached
+                               log("2026-11-25T06:59:00Z", 8, 7)])
+    assert accepted == {"accepted": 3, "duplicates": 0}
+    body = overview(authed)
+    assert body["cachedInputShare"] == 87.5
+    assert (body["usageSummary"]["inputTokens"], body["usageSummary"]["cachedInputTokens"]) == (2 * 10**6 + 8,
+                                                                                                 10**6 + 7)
+    clock.advance(3600)  # 08:00: the last log is still in, alone
+    assert overview(authed)["cachedInputShare"] == 87.5
+    clock.advance(23 * 3600 - 61)  # 06:58:59 the next day: 1 s before the last log is 24 hours old
+    assert login(authed).status_code == 200  # the 12-hour session is over
+    assert overview(authed)["cachedInputShare"] == 87.5
+    clock.advance(1)
+    assert overview(authed)["cachedInputShare"] == 0
+    assert overview(authed)["requestCount"] == 0
+
+
+@pytest.mark.parametrize("tokens, json_value", [
+    ([], b"0.0"),
+    ([(0, 0)], b"0.0"),
+    ([(10, 0)], b"0.0"),
+    ([(10, 10)], b"100.0"),
+    ([(4, 1)], b"25.0"),
+    ([(3, 1)], b"33.33"),
+])
+def test_cached_input_share_is_always_a_float(authed, tokens, json_value):
+    if tokens:
+        assert ingest(authed, [log("2026-11-25T06:00:00Z", n, c) for n, c in tokens])["accepted"] == len(tokens)
+    response = authed.get(OVERVIEW)
+    assert response.status_code == 200
+    share = response.get_json()["cachedInputShare"]
+    assert type(share) is float and share == float(json_value)
+    assert b'"cachedInputShare":' + json_value in response.data

@@ -154,7 +154,8 @@ def test_an_older_database_is_upgraded_at_start(make_app, tmp_path):
 
     # The rollups rebuilt from the raw logs: every grouping sums to the logs.
     expected_totals = {"requests": 3, "errors": 1, "inputTokens": 3050, "outputTokens": 110,
-                       "cachedInputTokens": 1000, "totalTokens": 3160, "cost": 0.0292}
+                       "cachedInputTokens": 1000, "totalTokens": 3160, "cost": 0.0292,
+                       "cachedInputShare": 32.79}  # 1000 of 3050: 32.786...
     by_day, totals = usage_rows(client, "day")
     assert by_day == {"2026-11-20": (2, 1, 3000, 110, 1000), "2026-11-21": (1, 0, 50, 0, 0)}
     assert totals == expected_totals

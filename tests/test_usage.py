@@ -13,9 +13,11 @@ def usage(client, query=""):
     return ok(client.get(f"{USAGE}?{query}"))
 
 
-def figures(requests=0, errors=0, input_tokens=0, output_tokens=0, cached=0, cost=0):
+def figures(requests=0, errors=0, input_tokens=0, output_tokens=0, cached=0, cost=0, share=0):
+    """A row's figures; ``share`` (cachedInputShare) is given by hand, never computed here."""
     return {"requests": requests, "errors": errors, "inputTokens": input_tokens, "outputTokens": output_tokens,
-            "cachedInputTokens": cached, "totalTokens": input_tokens + output_tokens, "cost": cost}
+            "cachedInputTokens": cached, "totalTokens": input_tokens + output_tokens, "cost": cost,
+            "cachedInputShare": share}
 
 
 def days(first, count):
@@ -59,10 +61,10 @@ def test_day_rows_are_utc_days_with_zeros_between(authed):
     busy = {
         "2026-11-01": figures(1, 0, 1000, 500, 0, 0.0005),  # 150 + 300 micro-USD
         "2026-11-24": figures(2, 2, 100, 0, 0, 0.002),
-        "2026-11-25": figures(2, 1, 50, 10, 50, 0.0018),
+        "2026-11-25": figures(2, 1, 50, 10, 50, 0.0018, share=100),
     }
     assert body["rows"] == [{"key": key, **busy.get(key, figures())} for key in days("2026-11-01", 30)]
-    assert body["totals"] == figures(5, 3, 1150, 510, 50, 0.0043)
+    assert body["totals"] == figures(5, 3, 1150, 510, 50, 0.0043, share=4.35)  # 4.3478...
 
 
 def test_rows_by_model_are_sorted_by_key(authed):
@@ -219,11 +221,11 @@ def test_rows_by_api_key_are_sorted_by_key_with_null_last(authed):
     body = usage(authed, "groupBy=apiKey")
     assert body["groupBy"] == "apiKey"
     assert body["rows"] == [
-        {"key": first, **figures(2, 0, 100, 1000, 100, cost=0.0026)},  # 0.0006 + 0.002
+        {"key": first, **figures(2, 0, 100, 1000, 100, cost=0.0026, share=100)},  # 0.0006 + 0.002
         {"key": third, **figures(2, 1, 1000, 10, cost=0.0208)},
         {"key": None, **figures(1, 1, 10, cost=0.0002)},
     ]  # a key without logs has no row
-    assert body["totals"] == figures(5, 2, 1110, 1010, 100, cost=0.0236)
+    assert body["totals"] == figures(5, 2, 1110, 1010, 100, cost=0.0236, share=9.01)  # 9.009...
     assert second not in [row["key"] for row in body["rows"]]
 
 
@@ -296,3 +298,55 @@ def test_usage_by_api_key_needs_a_session(app, authed):
     assert response.status_code == 401 and response.get_json() == AUTH_REQUIRED
     response = app.test_client().get(f"{USAGE}?groupBy=apiKey", environ_base=REMOTE)
     assert response.status_code == 401 and response.get_json() == AUTH_REQUIRED
+
+
+# -- the cached input share of each row (contract section 17) ---------------------------------------------
+
+def test_each_row_has_its_own_cached_input_share(authed):
+    ingest(authed, [{"model": m, "inputTokens": n, "cachedInputTokens": c} for m, n, c in [
+        ("a-most", 800, 700),  # 87.5
+        ("b-third", 3, 1),  # 33.33
+        ("c-half-up", 800, 1),  # 0.125: half rounds up to 0.13 (a float's round gives 0.12)
+        ("d-half-up", 20_000, 2009),  # 10.045: 10.05 (a float's round gives 10.04)
+        ("e-none", 0, 0), ("e-none", 0, 0),  # requests without input: 0, no division by zero
+        ("f-sums", 100, 100), ("f-sums", 900, 0),  # the row's sums: 10, not the mean of the logs' shares
+        ("g-all", 7, 7),
+    ]])
+    body = usage(authed, "groupBy=model")
+    assert {row["key"]: row["cachedInputShare"] for row in body["rows"]} == {
+        "a-most": 87.5, "b-third": 33.33, "c-half-up": 0.13, "d-half-up": 10.05, "e-none": 0, "f-sums": 10,
+        "g-all": 100}
+    assert body["rows"][4] == {"key": "e-none", **figures(2)}
+    # The totals' share is of the totals: 2818 cached of 22610 input, 12.4635...
+    assert (body["totals"]["inputTokens"], body["totals"]["cachedInputTokens"]) == (22_610, 2818)
+    assert body["totals"]["cachedInputShare"] == 12.46
+
+
+def test_day_rows_share_is_of_that_day_and_a_float(authed):
+    ingest(authed, [
+        {"model": "o3-pro", "requestedAt": "2026-11-10T23:30:00Z", "inputTokens": 4, "cachedInputTokens": 1},
+        {"model": "o3-pro", "requestedAt": "2026-11-11T00:30:00Z", "inputTokens": 6, "cachedInputTokens": 6},
+    ])
+    response = authed.get(f"{USAGE}?since=2026-11-10T00:00:00Z&until=2026-11-13T00:00:00Z")
+    rows = response.get_json()["rows"]
+    assert [(row["key"], row["cachedInputShare"]) for row in rows] == [
+        ("2026-11-10", 25), ("2026-11-11", 100), ("2026-11-12", 0)]
+    assert all(type(row["cachedInputShare"]) is float for row in rows)
+    assert b'"cachedInputShare":0.0' in response.data and b'"cachedInputShare":25.0' in response.data
+    assert response.get_json()["totals"]["cachedInputShare"] == 70
+
+
+@pytest.mark.parametrize("since, until, share", [
+    ("10:30:00", "11:30:00", 25),  # the partial hour at each edge, from the raw logs: 1 of 4
+    ("10:00:00", "13:00:00", 40),  # whole hours only, from the summary: 1 + 3 of 4 + 6
+    ("11:00:00", "12:00:00", 0),  # a whole hour without logs
+    ("11:45:00", "12:15:00", 50),  # 3 of 6, inside one hour
+])
+def test_the_share_is_exact_where_ranges_cut_hours(authed, since, until, share):
+    ingest(authed, [{"model": "o3-pro", "requestedAt": f"2026-11-12T{t}Z", "inputTokens": n, "cachedInputTokens": c}
+                    for t, n, c in [("10:30:00", 4, 1), ("12:00:00", 6, 3)]])
+    for group_by in ("day", "model"):
+        body = usage(authed, f"since=2026-11-12T{since}Z&until=2026-11-12T{until}Z&groupBy={group_by}")
+        assert body["totals"]["cachedInputShare"] == share, group_by
+        if body["rows"]:
+            assert body["rows"][0]["cachedInputShare"] == share, group_by

@@ -300,6 +300,10 @@ def test_an_administrator_walks_through_the_dashboard(served, upstream, issuer, 
     assert float(card(page, "cost")) == pytest.approx(api["usageSummary"]["totalCost"])
     assert card(page, "requests") == str(api["requestCount"]) == "5"
     assert float(card(page, "error-rate")) == pytest.approx(api["errorRate"])
+    # The prompt cache's share of the input: 3 x 20 cached of 3 x 120 + 1000, 4.41 %, with its two decimals.
+    assert float(card(page, "cache")) == api["cachedInputShare"] == 4.41
+    expect(page.locator("[data-testid=card-cache] .card-value")).to_have_text(
+        page.evaluate("new Intl.NumberFormat(undefined, { minimumFractionDigits: 2 }).format(4.41)") + "%")
     assert page.locator("svg[data-testid=usage-chart]").count() == 1
     # Drawn as SVG (its namespace): an HTML element of that name would lay out no bars.
     assert page.locator("svg[data-testid=usage-chart] rect.hit").first.bounding_box()["height"] > 0
@@ -319,6 +323,11 @@ def test_an_administrator_walks_through_the_dashboard(served, upstream, issuer, 
     go(page, "Request logs", "logs")
     assert page.locator("tr[data-request-id]").count() == 5
     expect(count(page)).to_have_text("5 requests shown")
+    # Each request's cached input, as the API has it: the proxied ones' 20, none for the ingested ones.
+    logged = page.request.get(base + "/api/request-logs").json()["requests"]
+    assert sorted(r["cachedInputTokens"] for r in logged) == [0, 0, 20, 20, 20]
+    expect(page.locator("tr[data-request-id] [data-testid=log-cached]")).to_have_text(
+        [num(page, r["cachedInputTokens"]) for r in logged])
     assert page.locator("#filter-status option").count() == 1 + len(pages.SHELL_DATA["logStatuses"])
     page.select_option("#filter-status", "error")
     expect(page.locator("tr[data-request-id]")).to_have_count(1)  # no wait_for_function: the CSP forbids eval
@@ -334,6 +343,9 @@ def test_an_administrator_walks_through_the_dashboard(served, upstream, issuer, 
     totals = page.request.get(base + "/api/usage?groupBy=day").json()["totals"]
     expect(page.locator("#main tfoot td.num").first).to_have_text(str(totals["requests"]))
     expect(page.locator("#main thead th").first).to_have_text("Day")
+    assert totals["cachedInputShare"] == 4.41  # the cache hits column, with its two decimals
+    expect(page.locator("#main tfoot [data-testid=cache-share]")).to_have_text(
+        page.evaluate("new Intl.NumberFormat(undefined, { minimumFractionDigits: 2 }).format(4.41)") + "%")
     page.select_option("#usage-group", "account")
     expect(page.locator("#main tbody tr", has_text="a@example.com")).to_have_count(1)
     expect(page.locator("#main thead th").first).to_have_text("Account")  # the column is named by the grouping

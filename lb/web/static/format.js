@@ -5,6 +5,7 @@ const usd = (digits) => new Intl.NumberFormat(undefined, {
   style: 'currency', currency: 'USD', minimumFractionDigits: digits, maximumFractionDigits: digits });
 const usd2 = usd(2), usd4 = usd(4);
 const pctFmt = new Intl.NumberFormat(undefined, { minimumFractionDigits: 1, maximumFractionDigits: 1 });
+const shareFmt = new Intl.NumberFormat(undefined, { minimumFractionDigits: 2, maximumFractionDigits: 2 });
 const dateTimeFmt = new Intl.DateTimeFormat(undefined, { dateStyle: 'medium', timeStyle: 'short' });
 const dateFmt = new Intl.DateTimeFormat(undefined, { dateStyle: 'medium' });
 const dayFmt = new Intl.DateTimeFormat(undefined, { month: 'short', day: 'numeric', timeZone: 'UTC' });
@@ -17,6 +18,8 @@ export const money = (n) => {
   return n !== 0 && Math.abs(n) < 0.01 ? usd4.format(n) : usd2.format(n);
 };
 export const pct = (n) => (isNum(n) ? `${pctFmt.format(n)}%` : '—');
+// A share the API rounds to 2 decimals (cachedInputShare), shown with both: 87.50%.
+export const share = (n) => (isNum(n) ? `${shareFmt.format(n)}%` : '—');
 export const ms = (n) => (!isNum(n) ? '—' : n < 1000 ? `${intFmt.format(n)} ms` : `${pctFmt.format(n / 1000)} s`);
 
 export const dateTime = (iso) => (iso ? dateTimeFmt.format(new Date(iso)) : '—');

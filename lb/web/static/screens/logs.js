@@ -45,7 +45,7 @@ export default async function logs(ctx) {
       h('td', {}, r.apiKeyId ? (keyName.get(r.apiKeyId) || h('code', { title: 'Deleted key' }, r.apiKeyId)) : dash()),
       h('td', { class: 'num' }, f.num(r.inputTokens)),
       h('td', { class: 'num' }, f.num(r.outputTokens)),
-      h('td', { class: 'num' }, f.num(r.cachedInputTokens)),
+      h('td', { class: 'num', 'data-testid': 'log-cached' }, f.num(r.cachedInputTokens)),
       h('td', { class: 'num' }, f.money(r.cost)),
       h('td', { class: 'num nowrap' }, f.ms(r.latencyMs)),
       h('td', { class: 'error-code' }, r.errorCode ? h('code', {}, r.errorCode) : dash()));

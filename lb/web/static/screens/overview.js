@@ -28,7 +28,8 @@ export default async function overview(ctx) {
   ctx.paint(
     h('div', { class: 'page-head' }, h('h1', {}, 'Overview'), status),
     h('div', { class: 'cards' },
-      card('accounts', 'Accounts'), card('tokens', 'Tokens this period'), card('cost', 'Cost this period'),
+      card('accounts', 'Accounts'), card('tokens', 'Tokens this period'), card('cache', 'Cache hits, last 24 h'),
+      card('cost', 'Cost this period'),
       card('requests', 'Requests, last 24 h'), card('error-rate', 'Error rate, last 24 h')),
     h('section', { class: 'panel' },
       h('div', { class: 'panel-head' }, h('h2', { id: 'chart-title' }, 'Tokens and cost per day'), legend),
@@ -57,6 +58,8 @@ export default async function overview(ctx) {
     const range = f.period(s.periodStart, s.periodEnd);
     set('tokens', s.totalTokens, f.num(s.totalTokens),
       `${f.num(s.inputTokens)} in · ${f.num(s.outputTokens)} out · ${f.num(s.cachedInputTokens)} cached · ${range}`);
+    set('cache', d.cachedInputShare, f.share(d.cachedInputShare),
+      d.requestCount ? 'Input tokens read from the prompt cache' : 'No requests in the last 24 h');
     set('cost', s.totalCost, f.money(s.totalCost), range);
     set('requests', d.requestCount, f.num(d.requestCount), 'Requests of any status');
     set('error-rate', d.errorRate, f.pct(d.errorRate), d.requestCount ? 'Failed requests (error, rate limit, quota)' : 'No requests in the last 24 h');

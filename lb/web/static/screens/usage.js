@@ -14,7 +14,7 @@ export default async function usage(ctx) {
   const tbody = h('tbody');
   const tfoot = h('tfoot');
   const summary = h('p', { class: 'muted small' });
-  const figures = ['Requests', 'Errors', 'Input', 'Output', 'Cached', 'Total tokens', 'Cost'].map((text) => ({ text, class: 'num' }));
+  const figures = ['Requests', 'Errors', 'Input', 'Output', 'Cached', 'Cache hits', 'Total tokens', 'Cost'].map((text) => ({ text, class: 'num' }));
   const grid = table([groups[0][1], ...figures], [tbody, tfoot], 'Usage');
   const keyHead = grid.querySelector('thead th'); // named after the grouping
 
@@ -28,7 +28,9 @@ export default async function usage(ctx) {
   const cells = (r) => [
     h('td', { class: 'num' }, f.num(r.requests)), h('td', { class: 'num' }, f.num(r.errors)),
     h('td', { class: 'num' }, f.num(r.inputTokens)), h('td', { class: 'num' }, f.num(r.outputTokens)),
-    h('td', { class: 'num' }, f.num(r.cachedInputTokens)), h('td', { class: 'num' }, f.num(r.totalTokens)),
+    h('td', { class: 'num' }, f.num(r.cachedInputTokens)),
+    h('td', { class: 'num', 'data-testid': 'cache-share', title: 'Cached input of the input tokens' }, f.share(r.cachedInputShare)),
+    h('td', { class: 'num' }, f.num(r.totalTokens)),
     h('td', { class: 'num' }, f.money(r.cost))];
 
   let gen = 0;
@@ -41,7 +43,7 @@ export default async function usage(ctx) {
     if (!until.value) until.value = f.toLocalInput(d.until);
     keyHead.textContent = groups.find(([v]) => v === by)[1];
     tbody.replaceChildren(...d.rows.map((r) => h('tr', { 'data-group': r.key === null ? '' : r.key }, h('th', { scope: 'row' }, label(by, r.key)), cells(r))));
-    if (!d.rows.length) tbody.replaceChildren(emptyRow(8, 'No usage in this range.'));
+    if (!d.rows.length) tbody.replaceChildren(emptyRow(9, 'No usage in this range.'));
     tfoot.replaceChildren(h('tr', {}, h('th', { scope: 'row' }, 'Total'), cells(d.totals)));
     summary.textContent = `${f.dateTime(d.since)} – ${f.dateTime(d.until)}: ${f.num(d.totals.totalTokens)} tokens, ${f.money(d.totals.cost)}`;
   };
