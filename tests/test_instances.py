@@ -131,6 +131,22 @@ def test_a_sticky_pin_made_through_one_instance_holds_on_the_other(instances, up
     assert upstream.accounts() == [pinned, pinned, other, other]
 
 
+def test_a_pin_through_one_instances_momentary_limit_waits_for_its_account_on_the_other(instances, upstream):
+    app, start = instances
+    a = pool_account(app, time.time, "a")
+    pool_account(app, time.time, "b", secondary_used_percent=50.0)  # "a" is the less used: pinned first
+    one, two = start()
+    assert completed(ask(one, {"prompt_cache_key": "conv-x"}))
+    upstream.plan("ws-a", Fail(429, {"error": {"code": "too_many_requests", "message": "slow down"}},
+                               headers={"Retry-After": "1"}))
+    assert completed(ask(one, {"prompt_cache_key": "conv-x"}))  # "a" cools for a second: "b" serves this turn
+    assert row(app, a).status == "active" and row(app, a).cooldown_until is not None
+    asked = time.monotonic()
+    assert completed(ask(two, {"prompt_cache_key": "conv-x"}))  # the pin stayed: the other waits for "a"
+    assert upstream.accounts() == ["ws-a", "ws-a", "ws-b", "ws-a"]
+    assert time.monotonic() - asked < 2.5  # within LB_STICKY_WAIT_MS, and nothing else
+
+
 def test_one_refresh_per_account_across_both_instances(instances, upstream, token_server, tmp_path):
     app, start = instances
     account = pool_account(app, time.time, "a")
