@@ -5,8 +5,8 @@ import os
 from flask import Flask
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from lb import (auth, config, credentials, crypto, database, demo, errors, jobs, keys, metrics, oauth, proxy,
-                refresh, rollups, sessions, store, tables, totp, views, web)
+from lb import (auth, backup, config, credentials, crypto, database, demo, errors, jobs, keys, metrics, oauth,
+                proxy, refresh, rollups, sessions, store, tables, totp, views, web)
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +45,7 @@ def create_app(overrides=None):
     credentials.init_app(app)
     keys.init_app(app)
     demo.init_app(app)
+    backup.init_app(app)
     app.config["BOOTSTRAP_TOKEN"] = bootstrap_token(app)
     return app
 
