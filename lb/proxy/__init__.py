@@ -9,6 +9,7 @@ upstream   the pooled HTTP client, the SSE reader, the event names
 relay      a stream on its way out, or collected into one answer
 ledger     the request's account changes, pin, key use and log row, written in one transaction
 responses  the /v1/responses body and its one JSON answer (pure)
+chat       /v1/chat/completions: the request as a Responses body, the answer and its chunks back (pure)
 
 Where a proxied request holds a database connection, and why:
 1. the request's own (lb.database, before_request): the API key and the model's admission;
@@ -16,7 +17,7 @@ Where a proxied request holds a database connection, and why:
    the choice of account and its fresh credentials, given back before the upstream is called;
 3. a refresh after an upstream 401 (failover._credentials);
 4. the end (ledger.finish): the log row and what the request did, in one transaction, after the stream.
-A stream holds none: it may last many minutes.
+A stream holds none: it may last many minutes. Nor does a wait for a conversation's account (failover.send).
 """
 from typing import Callable, NamedTuple
 
