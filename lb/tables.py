@@ -198,6 +198,18 @@ class DashboardSettings(BaseModel):
     # The service's settings (GET/PATCH /api/settings).
     api_key_required = BooleanField(default=False)
     sticky_sessions = BooleanField(default=True)
+    # Alerts (lb.alerts): where to POST them, and which events (a JSON list; null: all).
+    webhook_url = TextField(null=True)
+    webhook_events = TextField(null=True)
+    # The pool refused with usage_limit_reached since then (epoch ms); null while it serves (lb.alerts).
+    pool_exhausted_at = BigIntegerField(null=True)
+    # Retention (lb.retention): raw request logs older than this many days are pruned; null keeps them.
+    request_log_retention_days = IntegerField(null=True)
+    # Raw logs before this (epoch ms, a whole hour) are gone; the rollups of those hours stay.
+    logs_pruned_before = BigIntegerField(null=True)
+    # The last prune: when it ended, and how many logs it removed.
+    last_prune_at = BigIntegerField(null=True)
+    last_prune_removed = BigIntegerField(null=True)
 
 
 class OAuthFlow(BaseModel):
@@ -247,5 +259,41 @@ class TotpSetup(BaseModel):
     expires_at = BigIntegerField()
 
 
+class AuditEntry(BaseModel):
+    """Who changed what (lb.audit): written in the transaction of the change, never pruned."""
+
+    id = BigAutoField()
+    at = BigIntegerField()
+    action = CharField(max_length=64)
+    target_type = CharField(max_length=16, null=True)  # account, api_key, settings
+    target_id = CharField(max_length=40, null=True)
+    ip = CharField(max_length=64, null=True)
+    detail = TextField(default="{}")  # a JSON object; never a secret
+
+
+class Alert(BaseModel):
+    """An event for the webhook (lb.alerts), written in the transaction of the change that caused it and
+    sent by a background sender: an outbox row, claimed by one sender at a time across instances."""
+
+    id = BigAutoField()
+    event = CharField(max_length=64)
+    # Unique while the row lives: the same event (an account's limit in a ten-minute span, a key's limit in
+    # a window) is written once, whichever instance sees it first.
+    dedupe = CharField(max_length=200, null=True, unique=True)
+    payload = TextField()  # the JSON body, secrets never in it
+    created_at = BigIntegerField()
+    status = CharField(max_length=16, default="pending")  # pending, delivered, failed
+    attempts = IntegerField(default=0)
+    next_attempt_at = BigIntegerField()
+    holder = CharField(max_length=200, null=True)  # the sender trying it now, until lease_until
+    lease_until = BigIntegerField(null=True)
+    sent_at = BigIntegerField(null=True)
+    last_error = TextField(null=True)
+
+    class Meta:
+        indexes = ((("status", "next_attempt_at"), False),)
+
+
 MODELS = (Account, RequestLog, HourlyUsage, HourlyGroupUsage, ApiKey, KeySlot, KeyUse, Lease, StickyPin,
-          CatalogModel, DashboardSettings, DashboardSession, AuthFailure, TotpSetup, OAuthFlow)
+          CatalogModel, DashboardSettings, DashboardSession, AuthFailure, TotpSetup, OAuthFlow,
+          AuditEntry, Alert)

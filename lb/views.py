@@ -11,7 +11,7 @@ from importlib import resources
 from flask import Blueprint, Response, current_app, jsonify, request
 
 from lb import (accounts, auth, credentials, database, ingest, keys, metrics, oauth, overview, quota,
-                request_logs, sessions, settings, store, totp, usage)
+                ratelimit, request_logs, sessions, settings, store, totp, usage)
 from lb.auth import ingest_required, login_required, password_login_required
 from lb.clock import now_ms
 from lb.errors import body, takes_json
@@ -266,7 +266,7 @@ def get_settings():
 @takes_json
 @login_required
 def patch_settings():
-    return jsonify(settings.update(body()))
+    return jsonify(settings.update(body(), now_ms(), ratelimit.client_address()))
 
 
 # -- request logs and usage ------------------------------------------------------

@@ -12,7 +12,7 @@ import pytest
 
 from helpers.data import set_catalog
 from helpers.http import create_account, error, ingest, ok, post
-from lb import tables
+from lb import alerts, tables
 
 
 def catalog_ids(app):
@@ -166,7 +166,9 @@ def test_an_older_database_is_upgraded_at_start(make_app, tmp_path):
     assert usage_rows(client, "apiKey") == ({None: (3, 1, 3050, 110, 1000)}, expected_totals)
     summary = ok(client.get("/api/dashboard/overview"))["usageSummary"]
     assert (summary["inputTokens"], summary["outputTokens"], summary["totalCost"]) == (3050, 110, 0.0292)
-    assert ok(client.get("/api/settings")) == {"apiKeyRequired": False, "stickySessions": True}
+    assert ok(client.get("/api/settings")) == {"apiKeyRequired": False, "stickySessions": True, "webhookUrl": None,
+                                               "webhookEvents": list(alerts.EVENTS),
+                                               "requestLogRetentionDays": None, "lastPrune": None}
 
     # Accounts: a second manual one with another email; the same email (any case) is still taken.
     bob = create_account(client, "bob@example.com")
