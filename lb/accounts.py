@@ -4,7 +4,7 @@ import secrets
 
 from peewee import IntegrityError
 
-from lb import store
+from lb import alerts, store
 from lb.clock import iso
 from lb.errors import ApiError, invalid
 from lb.fields import get_choice, get_str
@@ -138,15 +138,22 @@ def apply(account_id, changes, now, *, admin=False, expect=None):
     automatic = not admin and "status" in changes
     if automatic and changes["status"] == "paused":
         raise ValueError("only the admin pauses an account")
-    if "status" in changes:
-        changes = {"updated_at": now, **changes}
-    if not automatic:
+    if "status" not in changes:
         return store.update_account(account_id, changes, expect=expect)
-    status = {name: value for name, value in changes.items() if name in STATUS_COLUMNS}
-    others = {name: value for name, value in changes.items() if name not in STATUS_COLUMNS}
-    if others:
-        store.update_account(account_id, others, expect=expect)
-    return store.update_account(account_id, status, keep_pause=True, expect=expect)
+    changes = {"updated_at": now, **changes}
+    with db.atomic():  # the change and the alert it causes (lb.alerts), together or not at all
+        before = store.account_status(account_id)
+        if automatic:
+            status = {name: value for name, value in changes.items() if name in STATUS_COLUMNS}
+            others = {name: value for name, value in changes.items() if name not in STATUS_COLUMNS}
+            if others:
+                store.update_account(account_id, others, expect=expect)
+            written = store.update_account(account_id, status, keep_pause=True, expect=expect)
+        else:
+            written = store.update_account(account_id, changes, expect=expect)
+        if written and before != changes["status"]:
+            alerts.status_changed(account_id, before, now)
+    return written
 
 
 def delete(account_id):

@@ -54,6 +54,27 @@ def settings():
     return list(DashboardSettings.raw("SELECT * FROM dashboard_settings WHERE id = 1"))[0]
 
 
+def pool_exhausted_at():
+    """When the pool last ran dry (lb.alerts), or None while it serves."""
+    return _execute("SELECT pool_exhausted_at FROM dashboard_settings WHERE id = 1").fetchone()[0]
+
+
+def mark_pool_exhausted(at):
+    """Note that the pool ran dry at ``at``, or (None) that it serves again, unless it is so already;
+    whether this changed it. One conditional statement: of two instances, one does."""
+    if at is None:
+        return _execute("UPDATE dashboard_settings SET pool_exhausted_at = NULL "
+                        "WHERE id = 1 AND pool_exhausted_at IS NOT NULL").rowcount > 0
+    return _execute("UPDATE dashboard_settings SET pool_exhausted_at = ? WHERE id = 1 AND pool_exhausted_at IS NULL",
+                    (at,)).rowcount > 0
+
+
+def account_status(account_id):
+    """An account's status, or None if there is no such account."""
+    row = _execute("SELECT status FROM account WHERE id = ?", (account_id,)).fetchone()
+    return None if row is None else row[0]
+
+
 def live_session(token_hash, now):
     """The session row with ``token_hash`` that has not expired at ``now``, or None."""
     sql = _sql("SELECT * FROM dashboard_session WHERE token_hash = ? AND expires_at > ?")

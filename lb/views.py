@@ -14,7 +14,7 @@ from lb import (accounts, auth, credentials, database, ingest, keys, metrics, oa
                 ratelimit, request_logs, sessions, settings, store, totp, usage)
 from lb.auth import ingest_required, login_required, password_login_required
 from lb.clock import now_ms
-from lb.errors import body, takes_json
+from lb.errors import ApiError, body, takes_json
 from lb.fields import get_choice, get_time
 
 auth_bp = Blueprint("dashboard_auth", __name__, url_prefix="/api/dashboard-auth")
@@ -267,6 +267,15 @@ def get_settings():
 @login_required
 def patch_settings():
     return jsonify(settings.update(body(), now_ms(), ratelimit.client_address()))
+
+
+@dashboard_bp.post("/settings/webhook-test")
+@login_required
+def webhook_test():
+    result = current_app.extensions["lb_alerts"].test(now_ms())
+    if result is None:
+        raise ApiError(409, "webhook_not_configured", "Set webhookUrl first")
+    return jsonify(result)
 
 
 # -- request logs and usage ------------------------------------------------------

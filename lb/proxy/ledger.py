@@ -15,7 +15,7 @@ import threading
 import time
 import uuid
 
-from lb import accounts, caps, ingest, store
+from lb import accounts, alerts, caps, ingest, store
 from lb.clock import HOUR_MS
 from lb.crypto import digest
 from lb.ingest import LogRow
@@ -110,6 +110,7 @@ def write(ledger, now, ended=False, instruments=None):
         if ended:
             # The proxy's own log names an account that may have been deleted meanwhile: no reference check.
             ingest.store_batch([ledger.log_row(now)], check_references=False, instruments=instruments)
+            alerts.request_ended(ledger.status, ledger.error_code, now)  # the pool ran dry, or serves again
             caps.count_tokens(ledger.api_key, now, ledger.usage.input_tokens + ledger.usage.output_tokens)
             if ledger.slot_id is not None:
                 store.free_slot(ledger.slot_id)

@@ -14,7 +14,7 @@ from collections import namedtuple
 
 from flask import Blueprint, current_app, render_template, request, url_for
 
-from lb import accounts, caps, keys, request_logs, sessions, tables, totp, usage
+from lb import accounts, alerts, caps, keys, request_logs, sessions, settings, tables, totp, usage
 
 # This package's own folders: its blueprint has the template, the app's static files are STATIC.
 STATIC = os.path.join(os.path.dirname(__file__), "static")
@@ -53,11 +53,16 @@ SHELL_DATA = {
         "keyLimits": keys.MAX_LIMITS,
         "capMax": caps.MAX_CAP,
         "logPageSize": request_logs.DEFAULT_LIMIT,
+        "webhookUrlMaxLength": settings.WEBHOOK_URL_MAX_LENGTH,
     },
     "keyMetrics": labelled(keys.METRICS, {"totalTokens": "Total tokens", "inputTokens": "Input tokens",
                                           "outputTokens": "Output tokens", "costUsd": "Cost (USD)"}),
     "keyWindows": labelled(keys.WINDOWS, {"day": "Day", "week": "Week", "month": "Month (billing period)"}),
     "logStatuses": list(tables.LOG_STATUSES),
+    "alertEvents": labelled(alerts.EVENTS, {
+        "account.rate_limited": "An account reaches a usage limit", "account.deactivated": "An account is deactivated",
+        "account.recovered": "An account is active again", "pool.exhausted": "Every account is at its limit",
+        "pool.recovered": "The pool serves again", "api_key.limit_reached": "An API key reaches one of its limits"}),
     "usageGroups": labelled(usage.GROUPS, {"day": "Day", "model": "Model", "account": "Account", "apiKey": "API key"}),
     # The seed catalog's first model: the one a new key's examples (Codex, OpenAI SDK) name when it allows every model.
     "codexModel": tables.SEED_CATALOG[0][0],

@@ -20,7 +20,7 @@ from peewee import OperationalError
 
 from helpers.data import ROOT
 from helpers.http import REMOTE, error, setup_password
-from lb import accounts, caps, keys, request_logs, sessions, tables, totp, usage
+from lb import accounts, alerts, caps, keys, request_logs, sessions, settings, tables, totp, usage
 from lb.web import pages
 
 PAGES = ["/", "/accounts", "/logs", "/usage", "/keys", "/settings"]
@@ -145,13 +145,16 @@ def test_the_page_hands_its_scripts_the_apis_own_limits_and_choices(client):
         "passwordMinLength": sessions.PASSWORD_MIN_LENGTH, "passwordMaxLength": sessions.PASSWORD_MAX_LENGTH,
         "totpDigits": totp.DIGITS, "emailMaxLength": accounts.EMAIL_MAX_LENGTH,
         "planTypeMaxLength": accounts.PLAN_TYPE_MAX_LENGTH, "keyNameMaxLength": keys.NAME_MAX_LENGTH,
-        "keyLimits": keys.MAX_LIMITS, "capMax": caps.MAX_CAP, "logPageSize": request_logs.DEFAULT_LIMIT}
+        "keyLimits": keys.MAX_LIMITS, "capMax": caps.MAX_CAP, "logPageSize": request_logs.DEFAULT_LIMIT,
+        "webhookUrlMaxLength": settings.WEBHOOK_URL_MAX_LENGTH}
     assert [name for name, _ in data["keyMetrics"]] == list(keys.METRICS)
     assert [name for name, _ in data["keyWindows"]] == list(keys.WINDOWS)
     assert [name for name, _ in data["usageGroups"]] == list(usage.GROUPS)
     assert data["logStatuses"] == list(tables.LOG_STATUSES)
+    assert [name for name, _ in data["alertEvents"]] == list(alerts.EVENTS)
     assert data["codexModel"] == "gpt-5.3-codex"
-    assert all(label for _, label in data["keyMetrics"] + data["keyWindows"] + data["usageGroups"])
+    assert all(label for _, label in data["keyMetrics"] + data["keyWindows"] + data["usageGroups"]
+               + data["alertEvents"])
 
 
 def test_the_password_limits_the_page_hands_on_are_the_ones_the_api_holds_to(client):

@@ -100,8 +100,44 @@ export default async function settings(ctx) {
     proxy,
     section('Password', pwForm),
     section('Two-factor authentication (TOTP)', totpBody),
+    alertsSection(ctx, values),
     section('Session', h('p', { class: 'muted' }, session.expiresAt
       ? `This session ends ${ctx.f.dateTime(session.expiresAt)} (${ctx.f.relative(session.expiresAt)}). `
       : '', 'Log out with the button at the top of every page.')));
   ctx.ready();
+}
+
+// Alerts: where the webhook POSTs, which events, and a test event with what the receiver answered.
+function alertsSection(ctx, values) {
+  const { h, field, alertBox, busy, section } = ctx.ui;
+  const { api } = ctx;
+  const url = h('input', { id: 'webhook-url', type: 'url', placeholder: 'https://hooks.slack.com/services/…', value: values.webhookUrl || '', maxLength: ctx.config.limits.webhookUrlMaxLength, autocomplete: 'off' });
+  const boxes = ctx.config.alertEvents.map(([name, label]) => {
+    const box = h('input', { id: `event-${name.replace('.', '-')}`, type: 'checkbox', value: name, checked: values.webhookEvents.includes(name) });
+    return h('div', { class: 'toggle' }, box, h('label', { for: box.id }, h('span', { class: 'strong' }, label), h('small', { class: 'muted' }, name)));
+  });
+  const alert = alertBox();
+  const save = h('button', { class: 'btn primary', type: 'submit' }, 'Save');
+  const test = h('button', { class: 'btn', type: 'button', disabled: !values.webhookUrl }, 'Send a test');
+  const form = h('form', { class: 'stack', novalidate: true },
+    h('p', { class: 'muted' }, 'The service POSTs JSON to this URL when something happens to the pool, once per event, retried for 30 s if the receiver fails. Slack and Discord incoming webhooks show its text field as it is.'),
+    field('Webhook URL', url, 'Empty: no alerts.'),
+    h('fieldset', { class: 'stack' }, h('legend', {}, 'Events'), boxes),
+    alert, h('div', { class: 'row' }, save, test));
+  form.addEventListener('submit', (event) => {
+    event.preventDefault();
+    busy(save, alert, async () => {
+      const events = boxes.map((row) => row.querySelector('input')).filter((box) => box.checked).map((box) => box.value);
+      const saved = await api.patch('/api/settings', { webhookUrl: url.value.trim() || null, webhookEvents: events });
+      Object.assign(values, saved);
+      test.disabled = !saved.webhookUrl;
+      alert.ok('Saved.');
+    });
+  });
+  test.addEventListener('click', () => busy(test, alert, async () => {
+    const sent = await api.post('/api/settings/webhook-test');
+    if (sent.delivered) alert.ok(`Delivered: the receiver answered ${sent.status}.`);
+    else alert.show(new Error(`Not delivered: ${sent.error}`));
+  }));
+  return section('Alerts', form);
 }
