@@ -72,9 +72,8 @@ def emit(event, now, message, *, account=None, api_key=None, dedupe=None):
     if chosen(event) is None:
         return False
     body = payload(event, now, message, account, api_key)
-    written = (Alert.insert(event=event, dedupe=dedupe, payload=json.dumps(body), created_at=now,
-                            next_attempt_at=now).on_conflict_ignore().execute())
-    return bool(written)
+    insert = Alert.insert(event=event, dedupe=dedupe, payload=json.dumps(body), created_at=now, next_attempt_at=now)
+    return db.execute(insert.on_conflict_ignore()).rowcount > 0
 
 
 def status_changed(account_id, before, now):
@@ -230,6 +229,8 @@ class Sender:
                     swept = now
             except DatabaseError:  # the next tick tries again
                 log.warning("alerts: the database did not answer", exc_info=True)
+            except Exception:  # noqa: BLE001 - the sender outlives any one event
+                log.exception("alerts: the sender failed; it goes on")
 
 
 def init_app(app):

@@ -358,8 +358,8 @@ def test_two_instances_deliver_each_event_once(make_app, tmp_path, receiver, ups
     set_webhook(app, hook(receiver), events=["account.deactivated", "pool.exhausted", "account.rate_limited"])
     now = int(time.time() * 1000)
     with app.app_context(), db.connection_context():  # thirty events ready before the senders start
-        for i in range(30):
-            alerts.emit("account.deactivated", now, f"event {i}", dedupe=f"many:{i}")
+        assert all(alerts.emit("account.deactivated", now, f"event {i}", dedupe=f"many:{i}") for i in range(30))
+        assert not alerts.emit("account.deactivated", now, "again", dedupe="many:0")  # written once
     upstream.plan("ws-a", Fail(429, {"error": {"type": "usage_limit_reached", "message": "limit",
                                                "resets_at": int(time.time()) + 3600}}))
     servers = [app_server(tmp_path / "data", UPSTREAM_URL=upstream.url, OAUTH_TOKEN_URL=token_server.url, THREADS=8)
