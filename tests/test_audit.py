@@ -41,9 +41,12 @@ def last(app):
 
 
 def table_text(app):
-    """Every column of every entry, as one text to look for secrets in."""
+    """The text columns of every entry (the numbers, id and at, left out: a six-digit code could be part of a
+    timestamp), as one text to look for secrets in."""
     with app.app_context(), tables.db.connection_context():
-        return json.dumps(list(tables.AuditEntry.select().dicts()))
+        return json.dumps(list(tables.AuditEntry.select(
+            tables.AuditEntry.action, tables.AuditEntry.target_type, tables.AuditEntry.target_id,
+            tables.AuditEntry.ip, tables.AuditEntry.detail).dicts()))
 
 
 def target(kind, target_id):
@@ -125,6 +128,21 @@ def test_disabling_totp_is_audited_and_a_wrong_code_disables_nothing(app, authed
     assert last(app)["detail"] == {"reason": "invalid_totp_code", "step": "totp_disable"}
     ok(post(authed, AUTH + "/totp/disable", {"code": totp_code(secret, clock)}))
     assert (last(app)["action"], last(app)["detail"]) == ("totp.disabled", {"reason": "disabled"})
+
+
+def test_a_wrong_code_or_setup_token_at_totp_setup_is_a_failed_login_and_enables_nothing(app, authed, clock):
+    start = post(authed, AUTH + "/totp/setup/start").get_json()
+    right = totp_code(start["secret"], clock)
+    wrong = "000000" if right != "000000" else "111111"
+    response = post(authed, AUTH + "/totp/setup/confirm", {"setupToken": start["setupToken"], "code": wrong})
+    assert error(response) == (400, "invalid_totp_code")
+    assert last(app)["detail"] == {"reason": "invalid_totp_code", "step": "totp_setup"}
+    response = post(authed, AUTH + "/totp/setup/confirm", {"setupToken": "not-a-token", "code": right})
+    assert error(response) == (400, "invalid_setup_token")
+    assert last(app)["detail"] == {"reason": "invalid_setup_token", "step": "totp_setup"}
+    assert "totp.enabled" not in actions(app)
+    text = table_text(app)
+    assert start["secret"] not in text and start["setupToken"] not in text and wrong not in text
 
 
 def test_changing_and_removing_the_password(app, authed, clock):
@@ -267,6 +285,41 @@ def test_settings_changes_target_the_settings_and_keep_only_the_webhooks_origin(
     assert names_field(authed.patch(SETTINGS, json={"requestLogRetentionDays": 1}), "requestLogRetentionDays")
     assert actions(app).count("settings.changed") == 1
     assert "webhook-path-secret" not in table_text(app) and "/services/" not in table_text(app)
+
+
+class Refused(Exception):
+    pass
+
+
+def test_a_change_whose_entry_cannot_be_written_is_undone(app, authed, monkeypatch):
+    """The entry and the change share one transaction: when the entry fails, nothing of the change stays."""
+    account = create_account(authed, "bob@example.com")
+    key = post(authed, KEYS, {"name": "laptop"}).get_json()
+
+    def refuse(*args, **kwargs):
+        raise Refused()
+
+    monkeypatch.setattr(audit, "record", refuse)
+    for request in (lambda: post(authed, ACCOUNTS, {"email": "carol@example.com"}),
+                    lambda: authed.patch(f"{ACCOUNTS}/{account['id']}", json={"status": "paused"}),
+                    lambda: authed.delete(f"{ACCOUNTS}/{account['id']}"),
+                    lambda: post(authed, IMPORT, auth_json()),
+                    lambda: post(authed, KEYS, {"name": "desk"}),
+                    lambda: authed.patch(f"{KEYS}/{key['id']}", json={"enabled": False}),
+                    lambda: post(authed, f"{KEYS}/{key['id']}/regenerate"),
+                    lambda: authed.delete(f"{KEYS}/{key['id']}"),
+                    lambda: authed.patch(SETTINGS, json={"apiKeyRequired": True}),
+                    lambda: change(authed)):
+        with pytest.raises(Refused):
+            request()
+    monkeypatch.undo()
+    assert [a["email"] for a in ok(authed.get(ACCOUNTS))["accounts"]] == ["bob@example.com"]
+    assert ok(authed.get(f"{ACCOUNTS}/{account['id']}"))["status"] == "active"
+    [kept] = ok(authed.get(KEYS))["apiKeys"]
+    assert (kept["id"], kept["enabled"], kept["keyPrefix"]) == (key["id"], True, key["keyPrefix"])
+    assert ok(authed.get(SETTINGS))["apiKeyRequired"] is False
+    assert login(app.test_client()).status_code == 200  # the password is the old one
+    assert actions(app) == ["password.changed", "account.created", "api_key.created", "login.succeeded"]
 
 
 # -- the client's address ---------------------------------------------------------------------------
