@@ -4,7 +4,7 @@ import secrets
 
 from peewee import IntegrityError
 
-from lb import alerts, store
+from lb import alerts, audit, store
 from lb.clock import iso
 from lb.errors import ApiError, invalid
 from lb.fields import get_choice, get_str
@@ -87,24 +87,33 @@ def _optional_text(data, name, max_len):
     return get_str(data, name, required=False, max_len=max_len)
 
 
-def create(data, now):
-    """Create a manual account (no ChatGPT workspace) at ``now``; 409 if another manual one has the email."""
+def create(data, now, ip=None):
+    """Create a manual account (no ChatGPT workspace) at ``now``; 409 if another manual one has the email.
+    Audited (account.created) with the client's address ``ip``."""
     email, email_key = get_email(data)
     plan_type = _optional_text(data, "planType", PLAN_TYPE_MAX_LENGTH)
     status = get_choice(data, "status", ACCOUNT_STATUSES, default="active")
     reason = _optional_text(data, "statusReason", 500)
     try:
         with db.atomic():
-            return Account.create(id=new_id(), email=email, email_key=email_key, plan_type=plan_type,
-                                  status=status, status_reason=reason, created_at=now, updated_at=now)
+            account = Account.create(id=new_id(), email=email, email_key=email_key, plan_type=plan_type,
+                                     status=status, status_reason=reason, created_at=now, updated_at=now)
+            audit.record("account.created", now, ip, target=("account", account.id),
+                         detail={"email": email, "status": status})
+            return account
     except IntegrityError:
         # The unique index on (lower-cased email, workspace "") decides, concurrent creates included;
         # an imported account of the same email is another workspace and no conflict.
         raise ApiError(409, "account_exists", "An account with this email already exists") from None
 
 
-def update(account_id, data, now):
-    """Apply a PATCH body: status, planType, statusReason (null clears the text fields)."""
+# A PATCH body's fields and their columns: what account.updated names.
+PATCHED = {"status": "status", "planType": "plan_type", "statusReason": "status_reason"}
+
+
+def update(account_id, data, now, ip=None):
+    """Apply a PATCH body: status, planType, statusReason (null clears the text fields). What changes is
+    audited (account.updated: the fields' names, and the new status)."""
     changes = {}
     if "status" in data:
         if data["status"] is None:
@@ -117,7 +126,14 @@ def update(account_id, data, now):
     with db.atomic():
         account = find(account_id)
         if changes:
+            changed = [name for name, column in PATCHED.items()
+                       if column in changes and changes[column] != getattr(account, column)]
             apply(account.id, {**changes, "updated_at": now}, now, admin=True)
+            if changed:
+                detail = {"email": account.email, "fields": changed}
+                if "status" in changed:
+                    detail["status"] = changes["status"]
+                audit.record("account.updated", now, ip, target=("account", account.id), detail=detail)
             account = Account.get_by_id(account.id)
     return account
 
@@ -156,10 +172,12 @@ def apply(account_id, changes, now, *, admin=False, expect=None):
     return written
 
 
-def delete(account_id):
-    """Remove the account; its request logs keep its id."""
+def delete(account_id, now, ip=None):
+    """Remove the account; its request logs (and audit entries) keep its id."""
     with db.atomic():
-        find(account_id).delete_instance()
+        account = find(account_id)
+        account.delete_instance()
+        audit.record("account.deleted", now, ip, target=("account", account.id), detail={"email": account.email})
 
 
 def all_accounts():

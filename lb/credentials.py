@@ -12,7 +12,7 @@ import click
 from flask import current_app
 from peewee import IntegrityError
 
-from lb import accounts, crypto
+from lb import accounts, audit, crypto
 from lb.clock import now_ms
 from lb.errors import ApiError, invalid, loads
 from lb.fields import get_str, parse_time
@@ -111,9 +111,15 @@ def _store_imported(values, now):
     return Account.create(id=accounts.new_id(), status="active", created_at=now, updated_at=now, **values), True
 
 
-def import_auth_json(data, now):
-    """Import a Codex CLI auth.json body at ``now``; (account, created). Nothing is stored on a 422."""
-    return save(read_auth_json(data, now), now)
+def import_auth_json(data, now, ip=None):
+    """Import a Codex CLI auth.json body at ``now``; (account, created). Nothing is stored on a 422.
+    Audited as account.imported (email, workspace, created) with the client's address ``ip``."""
+    def audited(account, created):
+        audit.record("account.imported", now, ip, target=("account", account.id),
+                     detail={"email": account.email, "chatgptAccountId": account.chatgpt_account_id,
+                             "created": created})
+
+    return save(read_auth_json(data, now), now, then=audited)
 
 
 def save(values, now, then=None):

@@ -7,7 +7,7 @@ from typing import NamedTuple, Optional
 
 import click
 
-from lb import caps, rollups, store
+from lb import audit, caps, rollups, store
 from lb.clock import DAY_MS, iso, now_ms
 from lb.crypto import digest
 from lb.errors import ApiError, invalid
@@ -22,6 +22,8 @@ METRICS = ("totalTokens", "inputTokens", "outputTokens", "costUsd")
 WINDOWS = ("day", "week", "month")
 MAX_LIMITS = 8
 NAME_MAX_LENGTH = 128
+# What a PATCH body may change, in the order api_key.updated names them.
+PATCHED = ("name", "allowedModels", "expiresAt", "enabled", "limits", "caps")
 
 
 def mint():
@@ -114,8 +116,9 @@ def _name(data):
 
 # -- the key's life ----------------------------------------------------------------------
 
-def create(data, now):
-    """A key from a request body; returns (row, the key itself, shown this once)."""
+def create(data, now, ip=None):
+    """A key from a request body; returns (row, the key itself, shown this once). Audited (api_key.created:
+    its name, never the key) with the client's address ``ip``."""
     fields = {"name": _name(data), "allowed_models": _allowed_models(data.get("allowedModels")),
               "expires_at": _expires_at(data.get("expiresAt"), now), "limits": _limits(data.get("limits", [])),
               **caps.parse(data.get("caps"))}
@@ -123,12 +126,13 @@ def create(data, now):
     with db.atomic():
         row = ApiKey.create(id="key_" + secrets.token_urlsafe(12), key_hash=hashed, key_prefix=prefix,
                             created_at=now, **fields)
+        audit.record("api_key.created", now, ip, target=("api_key", row.id), detail={"name": row.name})
     return as_key(row), key
 
 
-def update(key_id, data, now):
+def update(key_id, data, now, ip=None):
     """Apply a PATCH body: name, allowedModels, expiresAt, enabled, limits and caps (each of the last two
-    replaces them all)."""
+    replaces them all). Audited (api_key.updated: the fields the body named, and ``enabled`` when it did)."""
     changes = {}
     if "name" in data:
         changes["name"] = _name(data)
@@ -148,24 +152,30 @@ def update(key_id, data, now):
         key = find(key_id)
         if changes:
             ApiKey.update(**changes).where(ApiKey.id == key.id).execute()
+            detail = {"name": changes.get("name", key.name), "fields": [name for name in PATCHED if name in data]}
+            if "enabled" in changes:
+                detail["enabled"] = changes["enabled"]
+            audit.record("api_key.updated", now, ip, target=("api_key", key.id), detail=detail)
             key = as_key(ApiKey.get_by_id(key.id))
     return key
 
 
-def regenerate(key_id):
+def regenerate(key_id, now, ip=None):
     """A new key for the same id; the old one stops working at once. Returns (row, the new key)."""
     key, hashed, prefix = mint()
     with db.atomic():
         row = find(key_id)
         ApiKey.update(key_hash=hashed, key_prefix=prefix).where(ApiKey.id == row.id).execute()
+        audit.record("api_key.regenerated", now, ip, target=("api_key", row.id), detail={"name": row.name})
         return as_key(ApiKey.get_by_id(row.id)), key
 
 
-def delete(key_id):
-    """Remove the key; its request logs keep its id."""
+def delete(key_id, now, ip=None):
+    """Remove the key; its request logs (and audit entries) keep its id."""
     with db.atomic():
         key = find(key_id)
         ApiKey.delete().where(ApiKey.id == key.id).execute()
+        audit.record("api_key.deleted", now, ip, target=("api_key", key.id), detail={"name": key.name})
         KeySlot.delete().where(KeySlot.api_key_id == key.id).execute()
         KeyUse.delete().where(KeyUse.api_key_id == key.id).execute()
 

@@ -7,7 +7,9 @@ ids) are sealed like account tokens and deleted once the flow ends; apart
 from the state inside ``authorizationUrl`` no answer or log line carries
 them. The tokens a flow obtains make or renew an account exactly as
 importing them would (credentials.save), in the transaction that ends the
-flow: a failed or cancelled flow changes no account.
+flow: a failed or cancelled flow changes no account. The same transaction
+audits it (account.signed_in), with the client's address for a callback and
+none for a device flow completed by the background poller.
 
 One completer at a time: a callback's code exchange and a device flow's
 polling hold the flow's lease (``holder``, ``lease_until``), taken in one
@@ -31,7 +33,7 @@ import urllib3
 from flask import current_app
 from peewee import DatabaseError
 
-from lb import accounts, credentials, crypto, refresh
+from lb import accounts, audit, credentials, crypto, refresh
 from lb.clock import DAY_MS, iso, now_ms
 from lb.errors import ApiError, invalid
 from lb.fields import get_choice, get_str
@@ -173,8 +175,9 @@ def _callback_params(text):
     return {name: values[0] for name, values in params.items()}
 
 
-def callback(flow_id, data, now):
-    """Complete a browser flow with the address the browser ended on (``callbackUrl``); the flow."""
+def callback(flow_id, data, now, ip=None):
+    """Complete a browser flow with the address the browser ended on (``callbackUrl``); the flow. ``ip``: the
+    client's address, for the audit log."""
     flow = _pending(flow_id, now)
     text = get_str(data, "callbackUrl", max_len=8192)
     if flow.method != "browser":
@@ -196,7 +199,7 @@ def callback(flow_id, data, now):
     holder = "callback:" + secrets.token_hex(8)
     if not _take(flow_id, holder, now):
         raise ApiError(409, "oauth_flow_finished", "This sign-in is being completed by another request")
-    return _complete(flow, holder, params["code"], REDIRECT_URI, secret["verifier"], now)
+    return _complete(flow, holder, params["code"], REDIRECT_URI, secret["verifier"], now, ip)
 
 
 def _pending(flow_id, now):
@@ -231,11 +234,11 @@ def _fail(flow_id, holder, failure):
     raise ApiError(failure.status, failure.code, failure.message)
 
 
-def _complete(flow, holder, code, redirect_uri, verifier, now):
+def _complete(flow, holder, code, redirect_uri, verifier, now, ip=None):
     """Exchange the code (lease held) and store the account; the completed flow, or ApiError."""
     try:
         values = _exchange(code, redirect_uri, verifier, now)
-        return _finish(flow, holder, values, now)
+        return _finish(flow, holder, values, now, ip)
     except Failure as failure:
         _fail(flow.id, holder, failure)
 
@@ -258,7 +261,7 @@ def _exchange(code, redirect_uri, verifier, now):
         raise Failure(502, "oauth_exchange_failed", f"The issuer's tokens cannot make an account: {exc.message}")
 
 
-def _finish(flow, holder, values, now):
+def _finish(flow, holder, values, now, ip):
     if flow.target_account_id:
         target = Account.get_or_none(Account.id == flow.target_account_id)
         if target is None:
@@ -274,6 +277,9 @@ def _finish(flow, holder, values, now):
             (OAuthFlow.id == flow.id) & (OAuthFlow.holder == holder) & (OAuthFlow.status == "pending")).execute()
         if not ended:  # cancelled meanwhile: the account is left as it was
             raise ApiError(404, "oauth_flow_not_found", "The sign-in was cancelled")
+        audit.record("account.signed_in", now, ip, target=("account", account.id),
+                     detail={"email": account.email, "chatgptAccountId": account.chatgpt_account_id,
+                             "method": flow.method, "created": created})
 
     account, created = credentials.save(values, now, then=end)
     log.info("sign-in %s completed: account %s %s", flow.id, account.id, "created" if created else "renewed")

@@ -3,14 +3,15 @@
 An attempt is recorded before its slow check runs, in the same short write
 transaction that counts the address's recent failures, and forgotten when
 the check succeeds. So parallel guesses, from threads or processes, cannot
-all pass the count before any of them is recorded.
+all pass the count before any of them is recorded. A failure that stays
+counted is also audited (login.failed), once its check has failed.
 """
 import math
 from contextlib import contextmanager
 
 from flask import request
 
-from lb import store
+from lb import audit, store
 from lb.clock import now_ms
 from lb.errors import ApiError
 from lb.tables import AuthFailure, db
@@ -59,11 +60,14 @@ def check_rate_limit():
 
 
 @contextmanager
-def attempt():
+def attempt(step):
     """Count one attempt before the block checks a secret; it stays counted only if the block fails it.
 
     A failure is the block raising one of FAILURES; any other outcome (success,
-    a conflict, an unexpected error) forgets the attempt.
+    a conflict, an unexpected error) forgets the attempt. A failure is audited
+    as login.failed with its reason (the error code) and ``step`` (which check:
+    password_login, totp_verify, ...), in a transaction of its own: the
+    attempt's row was committed before the outcome was known.
     """
     client, now = client_address(), now_ms()
     # One write transaction (IMMEDIATE on SQLite, the settings row locked on
@@ -78,6 +82,9 @@ def attempt():
         yield
     except ApiError as exc:
         failed = exc.code in FAILURES
+        if failed:
+            with db.atomic():
+                audit.record("login.failed", now, client, detail={"reason": exc.code, "step": step})
         raise
     finally:
         if not failed:

@@ -45,12 +45,14 @@ def _signature(payload, secret):
     return hmac.new(secret.encode("utf-8"), payload, hashlib.sha256).hexdigest()[:32]
 
 
-def encode_cursor(requested_at, row_id, secret):
-    payload = f"{requested_at}:{row_id}".encode("ascii")
+def sign_cursor(text, secret):
+    """An ASCII ``text`` as an opaque cursor: URL-safe base64, a dot, its signature (lb.audit's too)."""
+    payload = text.encode("ascii")
     return base64.urlsafe_b64encode(payload).decode("ascii").rstrip("=") + "." + _signature(payload, secret)
 
 
-def decode_cursor(cursor, secret):
+def read_cursor(cursor, secret):
+    """The text of a cursor sign_cursor made; 422 for anything else."""
     try:
         encoded, signature = cursor.split(".")
         if not signature.isascii():
@@ -58,10 +60,30 @@ def decode_cursor(cursor, secret):
         payload = base64.urlsafe_b64decode(encoded + "=" * (-len(encoded) % 4))
         if not hmac.compare_digest(signature, _signature(payload, secret)):
             raise ValueError("bad signature")
-        requested_at, row_id = (int(part) for part in payload.decode("ascii").split(":"))
-        return requested_at, row_id
+        return payload.decode("ascii")
     except (ValueError, UnicodeDecodeError):
         raise invalid("cursor", "is not a cursor this service issued") from None
+
+
+def encode_cursor(requested_at, row_id, secret):
+    return sign_cursor(f"{requested_at}:{row_id}", secret)
+
+
+def decode_cursor(cursor, secret):
+    try:
+        requested_at, row_id = (int(part) for part in read_cursor(cursor, secret).split(":"))
+        return requested_at, row_id
+    except ValueError:
+        raise invalid("cursor", "is not a cursor this service issued") from None
+
+
+def get_limit(args):
+    """The page size of a query string: ``limit``, 1 to MAX_LIMIT, DEFAULT_LIMIT when absent; 422."""
+    limit = args.get("limit", str(DEFAULT_LIMIT))
+    # The length check first: int() refuses strings of thousands of digits.
+    if not (limit.isascii() and limit.isdigit() and len(limit) <= 9) or not 1 <= int(limit) <= MAX_LIMIT:
+        raise invalid("limit", f"must be an integer between 1 and {MAX_LIMIT}")
+    return int(limit)
 
 
 def page(args, secret):
@@ -69,11 +91,7 @@ def page(args, secret):
 
     ``secret`` signs the cursor, so a client cannot forge one.
     """
-    limit = args.get("limit", str(DEFAULT_LIMIT))
-    # The length check first: int() refuses strings of thousands of digits.
-    if not (limit.isascii() and limit.isdigit() and len(limit) <= 9) or not 1 <= int(limit) <= MAX_LIMIT:
-        raise invalid("limit", f"must be an integer between 1 and {MAX_LIMIT}")
-    limit = int(limit)
+    limit = get_limit(args)
     query = time_range(RequestLog.select(), get_time(args, "since"), get_time(args, "until"))
     if "accountId" in args:
         query = query.where(RequestLog.account_id == get_str(args, "accountId"))

@@ -1,4 +1,8 @@
-"""Server-side dashboard sessions, their cookie, and the password: set, logged in with, changed, removed."""
+"""Server-side dashboard sessions, their cookie, and the password: set, logged in with, changed, removed.
+
+Each of these changes is audited (lb.audit) in its transaction: ``now`` and
+the client's address ``ip`` come from the view.
+"""
 import math
 import secrets
 
@@ -6,7 +10,7 @@ import click
 from flask import current_app, g, request
 from werkzeug.security import check_password_hash, generate_password_hash
 
-from lb import ratelimit, store
+from lb import audit, ratelimit, store
 from lb.clock import now_ms
 from lb.crypto import constant_equal, digest
 from lb.errors import ApiError
@@ -93,19 +97,21 @@ def hash_password(password):
     return generate_password_hash(password, method=current_app.config["PASSWORD_HASH_METHOD"])
 
 
-def check_password(password):
-    """Constant-time check against the stored slow salted hash; a wrong one is a counted 401."""
+def check_password(password, step):
+    """Constant-time check against the stored slow salted hash; a wrong one is a counted (and audited) 401.
+    ``step``: which endpoint checks it, for the audit log."""
     stored = dashboard_settings().password_hash
-    with ratelimit.attempt():
+    with ratelimit.attempt(step):
         if not (stored and check_password_hash(stored, password)):
             raise ApiError(401, "invalid_credentials", "Invalid password")
 
 
 # -- what the password endpoints do (each takes the request's JSON body) ----------------------
 
-def set_first_password(data, local, bootstrap_token):
+def set_first_password(data, local, bootstrap_token, now, ip):
     """Set the first password and start a session: (token, row). From another machine than this one
-    (``local`` false) only with ``bootstrap_token``; of two concurrent setups one wins, the other is a 409."""
+    (``local`` false) only with ``bootstrap_token``; of two concurrent setups one wins, the other is a 409.
+    Audited as password.changed {"change": "set"}."""
     if dashboard_settings().password_hash:
         _already_configured()
     if not local:
@@ -118,6 +124,7 @@ def set_first_password(data, local, bootstrap_token):
         if store.lock_settings().password_hash:  # checked again under the write lock
             _already_configured()
         save_settings(password_hash=hashed)
+        audit.record("password.changed", now, ip, detail={"change": "set"})
         return start_session()
 
 
@@ -125,40 +132,53 @@ def _already_configured():
     raise ApiError(409, "password_already_configured", "A dashboard password is already configured")
 
 
-def log_in(data, current):
-    """Check the password (rate limited) and replace the ``current`` session, if any: (token, row)."""
+def log_in(data, current, now, ip):
+    """Check the password (rate limited) and replace the ``current`` session, if any: (token, row).
+
+    login.succeeded is written here only when the password completes the login
+    (no TOTP); with TOTP on, the session still owes its code and totp.verify
+    writes it."""
     require_password()
     ratelimit.check_rate_limit()
-    check_password(get_str(data, "password"))
+    check_password(get_str(data, "password"), "password_login")
     with db.atomic():
         end_session(current)  # a login always issues a new token
+        if not dashboard_settings().totp_secret:
+            audit.record("login.succeeded", now, ip, detail={"totp": False})
         return start_session()
 
 
-def change_password(data, current):
+def change_password(data, current, now, ip):
     """Replace the password after checking the current one; every session but ``current`` ends."""
     require_password()
     ratelimit.check_rate_limit()
     password = get_str(data, "currentPassword")
     new = get_str(data, "newPassword", min_len=PASSWORD_MIN_LENGTH, max_len=PASSWORD_MAX_LENGTH)
-    check_password(password)
+    check_password(password, "password_change")
     hashed = hash_password(new)
     with db.atomic():
         save_settings(password_hash=hashed)
         end_other_sessions(current)
+        audit.record("password.changed", now, ip, detail={"change": "changed"})
 
 
-def remove_password(data):
+def remove_password(data, now, ip):
     """Remove the password (and TOTP, and every session) after checking it."""
     require_password()
     ratelimit.check_rate_limit()
-    check_password(get_str(data, "password"))
-    reset_dashboard_auth()
+    check_password(get_str(data, "password"), "password_remove")
+    reset_dashboard_auth(now, ip)
 
 
-def reset_dashboard_auth():
-    """Remove the password, TOTP and every session (the recovery command)."""
+def reset_dashboard_auth(now, ip=None):
+    """Remove the password, TOTP and every session (the recovery command: no ``ip``); audited as
+    password.changed {"change": "removed"}, and totp.disabled {"reason": "password_removed"} when it was on."""
     with db.atomic():
+        config = store.lock_settings()
+        if config.password_hash:
+            audit.record("password.changed", now, ip, detail={"change": "removed"})
+        if config.totp_secret:
+            audit.record("totp.disabled", now, ip, detail={"reason": "password_removed"})
         DashboardSettings.update(password_hash=None, totp_secret=None, totp_last_step=0).execute()
         DashboardSession.delete().execute()
         TotpSetup.delete().execute()
@@ -170,6 +190,6 @@ def init_app(app):
     def reset_auth_command():
         """Remove the dashboard password, TOTP and all sessions."""
         with db.connection_context():
-            reset_dashboard_auth()
+            reset_dashboard_auth(now_ms())
             AuthFailure.delete().execute()
         click.echo("dashboard password, TOTP and sessions removed")

@@ -1,4 +1,5 @@
-"""TOTP (RFC 6238 through pyotp): setup, code checks and replay protection."""
+"""TOTP (RFC 6238 through pyotp): setup, code checks and replay protection; turning it on or off, and a login
+completed by its code, audited (lb.audit) in the transaction of the change."""
 import hmac
 import re
 import secrets
@@ -6,7 +7,7 @@ import secrets
 import pyotp
 import segno
 
-from lb import crypto, ratelimit, store
+from lb import audit, crypto, ratelimit, store
 from lb.clock import now_ms
 from lb.config import ConfigError
 from lb.errors import ApiError
@@ -51,9 +52,10 @@ def matching_step(secret, code):
     return found
 
 
-def accept_code(code):
-    """Verify a code against the configured secret, refusing replays; record the step."""
-    with ratelimit.attempt(), db.atomic():
+def accept_code(code, step):
+    """Verify a code against the configured secret, refusing replays; record the step. ``step``: which
+    endpoint checks it, for the audit log of a failure."""
+    with ratelimit.attempt(step), db.atomic():
         config = store.lock_settings()  # re-read under the write lock: of two uses of a code, one wins
         step = matching_step(crypto.unseal(config.totp_secret), code) if config.totp_secret else None
         if step is None or step <= config.totp_last_step:
@@ -94,9 +96,9 @@ def pending_setup(token, row):
     return setup
 
 
-def confirm_setup(setup_token, code, row):
+def confirm_setup(setup_token, code, row, now, ip):
     """Turn TOTP on with the setup that ``code`` proves; return the session ``row``, now verified."""
-    with ratelimit.attempt():
+    with ratelimit.attempt("totp_setup"):
         setup = pending_setup(setup_token, row)
         if setup is None:
             refuse_if_totp(store.settings())  # another confirm won and removed every setup: 409
@@ -112,6 +114,7 @@ def confirm_setup(setup_token, code, row):
         # Every other session must prove the new second factor before its next request.
         DashboardSession.update(totp_verified=False).where(DashboardSession.token_hash != row.token_hash).execute()
         DashboardSession.update(totp_verified=True).where(DashboardSession.token_hash == row.token_hash).execute()
+        audit.record("totp.enabled", now, ip)
     return DashboardSession.get_by_id(row.token_hash)
 
 
@@ -124,35 +127,39 @@ def begin_setup(row):
     return start_totp_setup(row)
 
 
-def confirm(data, row):
+def confirm(data, row, now, ip):
     """POST /totp/setup/confirm: TOTP is on once the body's code proves its setup; ``row``, now verified."""
     require_password()
     refuse_if_totp()
     ratelimit.check_rate_limit()
     setup_token = get_str(data, "setupToken", max_len=1024)
     code = get_str(data, "code", max_len=64)
-    return confirm_setup(setup_token, code, row)
+    return confirm_setup(setup_token, code, row, now, ip)
 
 
-def verify(data, row):
-    """POST /totp/verify: the second factor of session ``row``; a new session replaces it: (token, row)."""
+def verify(data, row, now, ip):
+    """POST /totp/verify: the second factor of session ``row``; a new session replaces it: (token, row).
+    The login is complete: login.succeeded {"totp": true}."""
     require_password()
     require_totp()
     ratelimit.check_rate_limit()
-    accept_code(get_str(data, "code", max_len=64))
+    accept_code(get_str(data, "code", max_len=64), "totp_verify")
     with db.atomic():
         # A new token once the second factor is proven; the expiry stays.
         end_session(row)
+        audit.record("login.succeeded", now, ip, detail={"totp": True})
         return start_session(totp_verified=True, expires_at=row.expires_at)
 
 
-def disable(data):
+def disable(data, now, ip):
     """POST /totp/disable: TOTP off, once the body's code is right."""
     require_password()
     require_totp()
     ratelimit.check_rate_limit()
-    accept_code(get_str(data, "code", max_len=64))
-    save_settings(totp_secret=None, totp_last_step=0)
+    accept_code(get_str(data, "code", max_len=64), "totp_disable")
+    with db.atomic():
+        save_settings(totp_secret=None, totp_last_step=0)
+        audit.record("totp.disabled", now, ip, detail={"reason": "disabled"})
 
 
 def init_app(app):

@@ -1,8 +1,10 @@
 """The dashboard's JSON API: thin views that parse, make one domain call and answer JSON.
 
 A blueprint per URL family: dashboard auth, accounts, API keys, the overview
-and models, request logs, usage, settings, and the health and description
-routes. No query and no rule in here: those live in the domain modules.
+and models, request logs, usage, settings, the audit log, and the health and
+description routes. No query and no rule in here: those live in the domain
+modules. A view that changes something hands its domain call the time and the
+client's address (``ip()``), which the change's audit entry keeps.
 """
 import functools
 import json
@@ -10,7 +12,7 @@ from importlib import resources
 
 from flask import Blueprint, Response, current_app, jsonify, request
 
-from lb import (accounts, auth, credentials, database, ingest, keys, metrics, oauth, overview, quota,
+from lb import (accounts, audit, auth, credentials, database, ingest, keys, metrics, oauth, overview, quota,
                 ratelimit, request_logs, sessions, settings, store, totp, usage)
 from lb.auth import ingest_required, login_required, password_login_required
 from lb.clock import now_ms
@@ -24,6 +26,7 @@ keys_bp = Blueprint("api_keys", __name__, url_prefix="/api/api-keys")
 dashboard_bp = Blueprint("dashboard", __name__, url_prefix="/api")
 logs_bp = Blueprint("request_logs", __name__, url_prefix="/api/request-logs")
 usage_bp = Blueprint("usage", __name__, url_prefix="/api/usage")
+audit_bp = Blueprint("audit_log", __name__, url_prefix="/api/audit-log")
 health_bp = Blueprint("health", __name__)
 
 OK = {"status": "ok"}
@@ -38,6 +41,11 @@ def with_session(payload, started):
 def signed_in(started):
     """The session state of a session just ``started``, with its cookie."""
     return with_session(auth.state(started[1]), started)
+
+
+def ip():
+    """The client's address for the audit log: after the trusted proxies' X-Forwarded-For (LB_TRUSTED_PROXIES)."""
+    return ratelimit.client_address()
 
 
 def billing_cycle_day():
@@ -55,20 +63,20 @@ def session_state():
 @takes_json
 def password_setup():
     return signed_in(sessions.set_first_password(body(), auth.is_local_client(),
-                                                 current_app.config["BOOTSTRAP_TOKEN"]))
+                                                 current_app.config["BOOTSTRAP_TOKEN"], now_ms(), ip()))
 
 
 @auth_bp.post("/password/login")
 @takes_json
 def password_login():
-    return signed_in(sessions.log_in(body(), auth.current_session()))
+    return signed_in(sessions.log_in(body(), auth.current_session(), now_ms(), ip()))
 
 
 @auth_bp.post("/password/change")
 @takes_json
 @login_required
 def password_change():
-    sessions.change_password(body(), auth.current_session())
+    sessions.change_password(body(), auth.current_session(), now_ms(), ip())
     return jsonify(OK)
 
 
@@ -76,7 +84,7 @@ def password_change():
 @takes_json
 @login_required
 def password_remove():
-    sessions.remove_password(body())
+    sessions.remove_password(body(), now_ms(), ip())
     return sessions.clear_cookie(jsonify(OK))
 
 
@@ -98,21 +106,21 @@ def totp_setup_start():
 @takes_json
 @login_required
 def totp_setup_confirm():
-    return jsonify(auth.state(totp.confirm(body(), auth.current_session())))
+    return jsonify(auth.state(totp.confirm(body(), auth.current_session(), now_ms(), ip())))
 
 
 @auth_bp.post("/totp/verify")
 @takes_json
 @password_login_required
 def totp_verify():
-    return signed_in(totp.verify(body(), auth.current_session()))
+    return signed_in(totp.verify(body(), auth.current_session(), now_ms(), ip()))
 
 
 @auth_bp.post("/totp/disable")
 @takes_json
 @login_required
 def totp_disable():
-    totp.disable(body())
+    totp.disable(body(), now_ms(), ip())
     return jsonify(OK)
 
 
@@ -128,14 +136,14 @@ def list_accounts():
 @takes_json
 @login_required
 def create_account():
-    return jsonify(accounts.as_json(accounts.create(body(), now_ms()))), 201
+    return jsonify(accounts.as_json(accounts.create(body(), now_ms(), ip()))), 201
 
 
 @accounts_bp.post("/import")
 @takes_json
 @login_required
 def import_account():
-    account, created = credentials.import_auth_json(body(), now_ms())
+    account, created = credentials.import_auth_json(body(), now_ms(), ip())
     return jsonify(accounts.as_json(account)), 201 if created else 200
 
 
@@ -149,7 +157,7 @@ def get_account(account_id):
 @takes_json
 @login_required
 def patch_account(account_id):
-    return jsonify(accounts.as_json(accounts.update(account_id, body(), now_ms())))
+    return jsonify(accounts.as_json(accounts.update(account_id, body(), now_ms(), ip())))
 
 
 @accounts_bp.post("/<account_id>/refresh-usage")
@@ -162,7 +170,7 @@ def refresh_usage(account_id):
 @accounts_bp.delete("/<account_id>")
 @login_required
 def delete_account(account_id):
-    accounts.delete(account_id)
+    accounts.delete(account_id, now_ms(), ip())
     return "", 204
 
 
@@ -185,7 +193,7 @@ def get_flow(flow_id):
 @takes_json
 @login_required
 def flow_callback(flow_id):
-    return jsonify(oauth.as_json(oauth.callback(flow_id, body(), now_ms())))
+    return jsonify(oauth.as_json(oauth.callback(flow_id, body(), now_ms(), ip())))
 
 
 @oauth_bp.delete("/<flow_id>")
@@ -213,7 +221,7 @@ def list_keys():
 @takes_json
 @login_required
 def create_key():
-    return jsonify(key_json(*keys.create(body(), now_ms()))), 201
+    return jsonify(key_json(*keys.create(body(), now_ms(), ip()))), 201
 
 
 @keys_bp.get("/<key_id>")
@@ -226,19 +234,19 @@ def get_key(key_id):
 @takes_json
 @login_required
 def patch_key(key_id):
-    return jsonify(key_json(keys.update(key_id, body(), now_ms())))
+    return jsonify(key_json(keys.update(key_id, body(), now_ms(), ip())))
 
 
 @keys_bp.post("/<key_id>/regenerate")
 @login_required
 def regenerate_key(key_id):
-    return jsonify(key_json(*keys.regenerate(key_id)))
+    return jsonify(key_json(*keys.regenerate(key_id, now_ms(), ip())))
 
 
 @keys_bp.delete("/<key_id>")
 @login_required
 def delete_key(key_id):
-    keys.delete(key_id)
+    keys.delete(key_id, now_ms(), ip())
     return "", 204
 
 
@@ -266,7 +274,7 @@ def get_settings():
 @takes_json
 @login_required
 def patch_settings():
-    return jsonify(settings.update(body(), now_ms(), ratelimit.client_address()))
+    return jsonify(settings.update(body(), now_ms(), ip()))
 
 
 @dashboard_bp.post("/settings/webhook-test")
@@ -305,6 +313,15 @@ def usage_breakdown():
     return jsonify(usage.breakdown(since, until, group_by))
 
 
+# -- the audit log ---------------------------------------------------------------
+
+@audit_bp.get("")
+@login_required
+def audit_log():
+    entries, cursor = audit.page(request.args, current_app.config["SECRET_KEY"])
+    return jsonify(entries=entries, nextCursor=cursor)
+
+
 # -- health and the description ----------------------------------------------------
 
 @health_bp.get("/healthz")
@@ -329,5 +346,6 @@ def load_openapi():
 
 def init_app(app):
     app.extensions["lb_openapi"] = load_openapi()
-    for blueprint in (auth_bp, accounts_bp, oauth_bp, keys_bp, dashboard_bp, logs_bp, usage_bp, health_bp):
+    for blueprint in (auth_bp, accounts_bp, oauth_bp, keys_bp, dashboard_bp, logs_bp, usage_bp, audit_bp,
+                      health_bp):
         app.register_blueprint(blueprint)

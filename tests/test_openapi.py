@@ -13,6 +13,7 @@ import pytest
 
 from helpers.data import NOW_MS, write
 from helpers.http import AUTH, AUTH_REQUIRED, BEARER, LOGS, create_account, enable_totp, imported, ingest, ok, post
+from lb import audit
 
 SPEC_FILE = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "lb", "openapi.json")
 METHODS = {"get", "put", "post", "delete", "options", "head", "patch", "trace"}
@@ -329,6 +330,25 @@ def test_overview_logs_and_usage_match_their_schema(authed, spec):
         conforms(spec, schema_of(spec, "/api/usage", "get", 200), usage)
         assert set(usage["totals"]) == required_of(spec, "UsageFigures")
         assert all(set(row) == required_of(spec, "UsageFigures") | {"key"} for row in usage["rows"])
+
+
+def test_the_audit_log_matches_its_schema(authed, spec):
+    account = create_account(authed)
+    ok(authed.patch("/api/settings", json={"apiKeyRequired": True}))
+    schema = schema_of(spec, "/api/audit-log", "get", 200)
+    page = ok(authed.get("/api/audit-log?limit=2"))
+    assert page["nextCursor"] is not None
+    conforms(spec, schema, page)
+    settings_entry, account_entry = page["entries"]
+    assert settings_entry["target"] == {"type": "settings", "id": None}
+    assert set(account_entry) == required_of(spec, "AuditEntry") | {"target"}
+    assert account_entry["target"] == {"type": "account", "id": account["id"]}
+    rest = ok(authed.get("/api/audit-log", query_string={"cursor": page["nextCursor"]}))
+    conforms(spec, schema, rest)
+    assert set(rest["entries"][0]) == required_of(spec, "AuditEntry")  # the first password: no target
+    entry = spec["components"]["schemas"]["AuditEntry"]["properties"]
+    assert entry["action"]["enum"] == list(audit.ACTIONS)
+    assert entry["target"]["properties"]["type"]["enum"] == list(audit.TARGET_TYPES)
 
 
 def test_the_small_answers_match_their_schema(authed, clock, spec):

@@ -14,7 +14,7 @@ from collections import namedtuple
 
 from flask import Blueprint, current_app, render_template, request, url_for
 
-from lb import accounts, alerts, caps, keys, request_logs, sessions, settings, tables, totp, usage
+from lb import accounts, alerts, audit, caps, keys, request_logs, sessions, settings, tables, totp, usage
 
 # This package's own folders: its blueprint has the template, the app's static files are STATIC.
 STATIC = os.path.join(os.path.dirname(__file__), "static")
@@ -30,6 +30,7 @@ SCREENS = (
     Screen("/usage", "Usage", "usage"),
     Screen("/keys", "API keys", "keys"),
     Screen("/settings", "Settings", "settings"),
+    Screen("/activity", "Activity", "activity"),
 )
 PATHS = tuple(screen.path for screen in SCREENS)
 
@@ -64,6 +65,13 @@ SHELL_DATA = {
         "account.recovered": "An account is active again", "pool.exhausted": "Every account is at its limit",
         "pool.recovered": "The pool serves again", "api_key.limit_reached": "An API key reaches one of its limits"}),
     "usageGroups": labelled(usage.GROUPS, {"day": "Day", "model": "Model", "account": "Account", "apiKey": "API key"}),
+    "auditActions": labelled(audit.ACTIONS, {
+        "login.succeeded": "Logged in", "login.failed": "Login failed", "totp.enabled": "TOTP enabled",
+        "totp.disabled": "TOTP disabled", "password.changed": "Password changed", "account.created": "Account created",
+        "account.imported": "Account imported", "account.signed_in": "Account signed in",
+        "account.updated": "Account updated", "account.deleted": "Account deleted", "api_key.created": "API key created",
+        "api_key.updated": "API key updated", "api_key.regenerated": "API key regenerated",
+        "api_key.deleted": "API key deleted", "settings.changed": "Settings changed"}),
     # The seed catalog's first model: the one a new key's examples (Codex, OpenAI SDK) name when it allows every model.
     "codexModel": tables.SEED_CATALOG[0][0],
 }

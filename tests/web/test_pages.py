@@ -20,10 +20,10 @@ from peewee import OperationalError
 
 from helpers.data import ROOT
 from helpers.http import REMOTE, error, setup_password
-from lb import accounts, alerts, caps, keys, request_logs, sessions, settings, tables, totp, usage
+from lb import accounts, alerts, audit, caps, keys, request_logs, sessions, settings, tables, totp, usage
 from lb.web import pages
 
-PAGES = ["/", "/accounts", "/logs", "/usage", "/keys", "/settings"]
+PAGES = ["/", "/accounts", "/logs", "/usage", "/keys", "/settings", "/activity"]
 STATIC = os.path.join(os.path.dirname(pages.__file__), "static")
 CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; "
        "object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'")
@@ -152,9 +152,10 @@ def test_the_page_hands_its_scripts_the_apis_own_limits_and_choices(client):
     assert [name for name, _ in data["usageGroups"]] == list(usage.GROUPS)
     assert data["logStatuses"] == list(tables.LOG_STATUSES)
     assert [name for name, _ in data["alertEvents"]] == list(alerts.EVENTS)
+    assert [name for name, _ in data["auditActions"]] == list(audit.ACTIONS)
     assert data["codexModel"] == "gpt-5.3-codex"
     assert all(label for _, label in data["keyMetrics"] + data["keyWindows"] + data["usageGroups"]
-               + data["alertEvents"])
+               + data["alertEvents"] + data["auditActions"])
 
 
 def test_the_password_limits_the_page_hands_on_are_the_ones_the_api_holds_to(client):
