@@ -31,6 +31,7 @@ export default async function settings(ctx) {
   // Retention: the raw request logs kept forever, or a number of days (the hourly totals always stay).
   const days = ctx.ui.wholeInput('retention-days', 7, 36500);
   days.value = values.requestLogRetentionDays ?? '';
+  days.style.width = '7rem';
   const radio = (id, checked, label, ...more) => h('label', { class: 'row', for: id },
     h('input', { id, type: 'radio', name: 'retention', checked }), label, ...more);
   const forever = radio('retention-forever', values.requestLogRetentionDays == null, 'Keep request logs forever');
