@@ -190,5 +190,6 @@ def init_app(app):
             result = prune(now_ms(), days, clock=now_ms)
         if result is None:
             raise click.ClickException("another process is pruning now: try again when it is done")
+        longest = result.longest_batch_s * 1000
         click.echo(f"pruned {result.removed} request logs before {iso(result.cut)} "
-                   f"in {result.seconds:.1f} s ({result.batches} batches, longest {result.longest_batch_s * 1000:.0f} ms)")
+                   f"in {result.seconds:.1f} s ({result.batches} batches, longest {longest:.0f} ms)")
