@@ -5,7 +5,7 @@ BIN = $(VENV)/bin
 FUZZ_EXAMPLES ?= 500
 
 .DEFAULT_GOAL := help
-.PHONY: help lock run serve test test-sqlite test-postgres fuzz codex-cli ai-sdk chromium demo reset-auth bench bench-proxy bench-cache soak crash clean
+.PHONY: help lock run serve test test-sqlite test-postgres fuzz codex-cli ai-sdk chromium demo reset-auth bench bench-proxy bench-cache bench-prune soak crash clean
 
 help:  ## list the targets
 	@awk -F':.*## ' '/^[a-z-]+:.*## / {printf "  make %-14s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -61,6 +61,9 @@ bench-proxy: $(VENV)/.installed  ## the proxy vs the fake upstream called direct
 
 bench-cache: $(VENV)/.installed  ## prompt-cache hits through the proxy vs a perfect pin: 50 conversations x 20 turns, 4 runs (BENCH_ARGS=...)
 	$(BIN)/python bench/cache_bench.py $(BENCH_ARGS)
+
+bench-prune: $(VENV)/.installed  ## prune 1M request logs while proxied streams and ingest run: write lock, first-byte p99 (BENCH_ARGS=...)
+	$(BIN)/python bench/prune_bench.py $(BENCH_ARGS)
 
 soak: $(VENV)/.installed  ## 60 s of proxied streams, ingest writers and dashboard readers on the real server (SOAK_ARGS=...)
 	$(BIN)/python bench/soak.py $(SOAK_ARGS)

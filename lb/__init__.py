@@ -6,7 +6,7 @@ from flask import Flask
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from lb import (alerts, auth, backup, config, credentials, crypto, database, demo, errors, jobs, keys, metrics, oauth,
-                proxy, refresh, rollups, sessions, store, tables, totp, views, web)
+                proxy, refresh, retention, rollups, sessions, store, tables, totp, views, web)
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +40,7 @@ def create_app(overrides=None):
     web.init_app(app)  # the browser face: the HTML shell and its static files
     jobs.init_app(app)  # the usage poll, started when a server starts serving (jobs.start)
     alerts.init_app(app)  # the webhook's sender, started with jobs.start
+    retention.init_app(app)  # the request logs' pruner (started by jobs.start) and `flask prune`
     # The maintenance commands.
     sessions.init_app(app)
     rollups.init_app(app)

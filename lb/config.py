@@ -55,6 +55,8 @@ DEFAULTS = {
     "STICKY_WAIT_MS": 2000,
     # Seconds between two /wham/usage polls of an account (0: never), spread over the interval.
     "USAGE_POLL_SECONDS": 300,
+    # Seconds between two prunes of the raw request logs, across instances, when retention is on (0: never).
+    "PRUNE_INTERVAL_SECONDS": 600,
     # Database connections one process keeps at most; a request waits for a free one.
     "DATABASE_POOL": 32,
     # SQLite: how often a background thread looks at the WAL (0: never).
@@ -79,6 +81,7 @@ RANGES = {
     "DATABASE_POOL": (1, 1000),
     "WORKERS": (1, 64),
     "USAGE_POLL_SECONDS": (0, 86400),
+    "PRUNE_INTERVAL_SECONDS": (0, 86400),
     "SHUTDOWN_GRACE": (0, 3600),
     "STICKY_WAIT_MS": (0, 60000),
 }

@@ -1,8 +1,9 @@
 """Background work with a database lease: one runner across threads, worker processes and instances.
 
 The usage poll (lb.quota) is the job here; ``start`` also starts the device
-sign-in poller (lb.oauth), whose lease is each flow's own row, and the
-webhook's sender (lb.alerts), whose lease is each outbox row's own. Every process
+sign-in poller (lb.oauth), whose lease is each flow's own row, the request
+logs' pruner (lb.retention), under a lease of its own, and the webhook's
+sender (lb.alerts), whose lease is each outbox row's own. Every process
 that serves runs the usage poll's thread; at each tick the thread takes or
 renews the job's lease row, and only the holder polls: the pollable account
 checked longest ago, once its usage is older than LB_USAGE_POLL_SECONDS, so
@@ -87,5 +88,6 @@ def init_app(app):
 def start(app):
     """Start the app's background jobs: called as a server starts serving, in each worker process."""
     app.extensions["lb_jobs"].start()
+    app.extensions["lb_pruner"].start()  # lb.retention: the request logs' pruner
     app.extensions["lb_oauth"].start()
     app.extensions["lb_alerts"].start()

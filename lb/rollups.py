@@ -3,6 +3,8 @@
 A time range is answered from the summary rows of the whole hours inside it,
 plus the raw logs of the (at most two) partial hours at its edges, so the
 figures are exact while the rows read grow with hours, not with requests.
+The summaries of hours whose raw logs were pruned (lb.retention) stay: an
+edge inside the pruned time counts from the start of its hour (range_sums).
 """
 from collections import defaultdict
 from typing import NamedTuple
@@ -80,16 +82,21 @@ def _raw_sums(*keys):
 
 
 def rebuild():
-    """Recompute both summaries from the raw logs."""
+    """Recompute both summaries from the raw logs: of the hours at or after ``logs_pruned_before`` only, as the
+    raw logs of earlier hours were pruned (lb.retention) and their summaries are all that is left of them."""
     hour = RequestLog.requested_at / HOUR_MS
     with db.atomic():
-        HourlyUsage.delete().execute()
-        HourlyGroupUsage.delete().execute()
-        HourlyUsage.insert_from(_raw_sums(hour).group_by(SQL("1")),
+        pruned_before = store.lock_settings().logs_pruned_before  # a prune cannot move it meanwhile
+        first = 0 if pruned_before is None else pruned_before // HOUR_MS
+        HourlyUsage.delete().where(HourlyUsage.hour >= first).execute()
+        HourlyGroupUsage.delete().where(HourlyGroupUsage.hour >= first).execute()
+        since = RequestLog.requested_at >= first * HOUR_MS
+        HourlyUsage.insert_from(_raw_sums(hour).where(since).group_by(SQL("1")),
                                 fields=[getattr(HourlyUsage, n) for n in ("hour",) + SUMS]).execute()
         account, key = fn.COALESCE(RequestLog.account_id, NONE), fn.COALESCE(RequestLog.api_key_id, NONE)
         HourlyGroupUsage.insert_from(
-            _raw_sums(hour, account, RequestLog.model, key).group_by(SQL("1"), SQL("2"), SQL("3"), SQL("4")),
+            _raw_sums(hour, account, RequestLog.model, key).where(since)
+            .group_by(SQL("1"), SQL("2"), SQL("3"), SQL("4")),
             fields=[getattr(HourlyGroupUsage, n) for n in GROUP + SUMS]).execute()
 
 
@@ -121,6 +128,15 @@ def range_sums(since, until=None, by=None, api_key_id=None):
     Returns {key: Sums}; without ``by`` the one key is None. Logs without an
     account (or key) have key None. ``api_key_id`` keeps only that key's logs.
     """
+    # An edge inside the pruned time (lb.retention) cannot be exact: its hour's raw logs are gone. It counts
+    # as the start of its hour, the hour's summary deciding (whole hours, and day, week and billing-period
+    # edges, are exact either way). Only an edge off the hour asks where the pruned time ends.
+    if since % HOUR_MS or (until is not None and until % HOUR_MS):
+        pruned_before = store.logs_pruned_before()
+        if pruned_before is not None:
+            since = since // HOUR_MS * HOUR_MS if since < pruned_before else since
+            if until is not None and until < pruned_before:
+                until = until // HOUR_MS * HOUR_MS
     # Whole hours [first_hour, end_hour) come from the summary, the edges from raw logs.
     first_hour = -(-since // HOUR_MS)
     if until is None:

@@ -164,6 +164,34 @@ def take_lease(name, holder, now, until):
                     (holder, until, name, holder, now)).rowcount > 0
 
 
+def release_lease(name, holder):
+    """Let the lease ``name`` go at once, if ``holder`` still holds it."""
+    _execute("UPDATE lease SET expires_at = 0 WHERE name = ? AND holder = ?", (name, holder))
+
+
+# -- retention (lb.retention) -------------------------------------------------------------------------
+
+def logs_pruned_before():
+    """Epoch ms (a whole hour) before which the raw request logs are pruned, or None."""
+    return _execute("SELECT logs_pruned_before FROM dashboard_settings WHERE id = 1").fetchone()[0]
+
+
+def mark_pruned_before(cut):
+    """Raise logs_pruned_before to ``cut`` (never lower it)."""
+    _execute("UPDATE dashboard_settings SET logs_pruned_before = ? WHERE id = 1 "
+             "AND (logs_pruned_before IS NULL OR logs_pruned_before < ?)", (cut, cut))
+
+
+def delete_logs_before(cut, limit):
+    """Delete at most ``limit`` of the oldest request logs stamped before ``cut``, in index order; how many."""
+    return _execute("DELETE FROM request_log WHERE id IN (SELECT id FROM request_log WHERE requested_at < ? "
+                    "ORDER BY requested_at, id LIMIT ?)", (cut, limit)).rowcount
+
+
+def record_prune(at, removed):
+    _execute("UPDATE dashboard_settings SET last_prune_at = ?, last_prune_removed = ? WHERE id = 1", (at, removed))
+
+
 POLLABLE = ("WHERE access_token IS NOT NULL AND refresh_token IS NOT NULL "
             "AND status IN ('active', 'rate_limited', 'quota_exceeded')")
 

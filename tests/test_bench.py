@@ -59,3 +59,17 @@ def test_cache_bench_smoke_run_prints_each_runs_share_beside_a_perfect_pins(tmp_
         assert 0 < r["perfect_pct"] <= 100 and 0 <= r["share_pct"] <= 100 and r["input_tokens"] > 0
     # No limits and a key sent: every conversation stays on its first account, the share is the perfect one.
     assert results[0]["moved_turns"] == 0 and results[0]["ratio"] == 1.0
+
+
+def test_prune_bench_smoke_run_prunes_every_old_log_under_load_and_keeps_the_totals(tmp_path, capsys):
+    import prune_bench
+    out = tmp_path / "prune_bench.json"
+    assert prune_bench.main(["--logs", "3000", "--seconds", "1", "--streams", "2", "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "longest write transaction ms" in printed and "first byte p99 ms" in printed
+    r = json.loads(out.read_text())["results"]
+    assert r["removed"] == r["old_logs_before"] == 3000 and r["old_logs_left"] == 0
+    assert r["rollups_kept"] and r["stored_meanwhile"] > 0  # the rollups grew by what was stored, lost nothing
+    assert r["without_ingest_errors"] == r["with_ingest_errors"] == 0
+    assert r["without_stream_errors"] == r["with_stream_errors"] == 0
+    assert r["without_streams"] > 0 and r["prune_batches"] >= 1 and r["longest_write_ms"] >= 0

@@ -129,9 +129,9 @@ LOOPBACK_NOWHERE = "http://127.0.0.1:9"
 
 def app_server(data_dir, **settings):
     """A Server for a test: four threads, the tests' ingest token, three seconds' grace when it is stopped, no
-    usage poll (a test that wants one says so), an OAuth issuer nowhere (LOOPBACK_NOWHERE) unless the test
+    usage poll nor pruner (a test that wants one says so), an OAuth issuer nowhere (LOOPBACK_NOWHERE) unless the test
     names its fake one, and in the PostgreSQL pass its database."""
     defaults = {"THREADS": 4, "INGEST_TOKEN": INGEST, "SHUTDOWN_GRACE": 3, "USAGE_POLL_SECONDS": 0,
-                "OAUTH_ISSUER": LOOPBACK_NOWHERE,
+                "PRUNE_INTERVAL_SECONDS": 0, "OAUTH_ISSUER": LOOPBACK_NOWHERE,
                 **({"DATABASE_URL": POSTGRES_URL} if POSTGRES_URL else {})}
     return Server(data_dir, **{**defaults, **settings})

@@ -354,6 +354,18 @@ def test_an_administrator_walks_through_the_dashboard(served, upstream, issuer, 
 
     # TOTP on, confirmed with a code from the secret the page shows.
     go(page, "Settings", "settings")
+    # Retention: kept forever at first; under 7 days is refused in the page's words, 30 is saved.
+    expect(page.locator("#retention-forever")).to_be_checked()
+    expect(page.locator("[data-testid=last-prune]")).to_have_text("No request logs pruned yet.")
+    keep = page.locator("section", has_text="Retention")
+    page.fill("#retention-days", "6")
+    expect(page.locator("#retention-limited")).to_be_checked()
+    keep.get_by_role("button", name="Save").click()
+    expect(keep.locator(".alert")).to_have_text("Keep at least 7 days (a whole number up to 36500).")
+    page.fill("#retention-days", "30")
+    keep.get_by_role("button", name="Save").click()
+    expect(keep.locator(".alert.ok")).to_have_text("Saved: request logs older than 30 days are pruned.")
+    assert page.request.get(base + "/api/settings").json()["requestLogRetentionDays"] == 30
     page.get_by_role("button", name="Enable TOTP").click()
     page.wait_for_selector("img[data-testid=totp-qr]")
     secret = page.locator("[data-testid=totp-secret]").inner_text().strip().replace(" ", "")

@@ -1,4 +1,4 @@
-// Settings & security: proxy settings, the password, TOTP and logging out.
+// Settings & security: proxy settings, request-log retention, the password, TOTP and logging out.
 
 export default async function settings(ctx) {
   const { h, field, alertBox, busy, section, codeInput } = ctx.ui;
@@ -27,6 +27,38 @@ export default async function settings(ctx) {
     toggle('setting-sticky-sessions', 'stickySessions', 'Sticky sessions',
       'Send a conversation (its prompt_cache_key) to the same account for an hour, so the upstream prompt cache keeps working.'),
     toggleAlert);
+
+  // Retention: the raw request logs kept forever, or a number of days (the hourly totals always stay).
+  const days = ctx.ui.wholeInput('retention-days', 7, 36500);
+  days.value = values.requestLogRetentionDays ?? '';
+  days.style.width = '7rem';
+  const radio = (id, checked, label, ...more) => h('label', { class: 'row', for: id },
+    h('input', { id, type: 'radio', name: 'retention', checked }), label, ...more);
+  const forever = radio('retention-forever', values.requestLogRetentionDays == null, 'Keep request logs forever');
+  const limited = radio('retention-limited', values.requestLogRetentionDays != null, 'Delete request logs older than', days, 'days');
+  days.addEventListener('input', () => { limited.firstChild.checked = true; });
+  const lastPrune = h('p', { class: 'muted small', 'data-testid': 'last-prune' });
+  const paintPrune = (p) => lastPrune.replaceChildren(p
+    ? `Last prune ${ctx.f.dateTime(p.at)}: ${ctx.f.num(p.removed)} logs removed; logs before ${ctx.f.dateTime(p.before)} are gone.`
+    : 'No request logs pruned yet.');
+  paintPrune(values.lastPrune);
+  const keepAlert = alertBox();
+  const keepButton = h('button', { class: 'btn', type: 'submit' }, 'Save');
+  const keepForm = h('form', { class: 'stack', novalidate: true }, forever, limited,
+    h('small', { class: 'muted' }, 'At least 7 days. Pruned logs leave the log list; usage, the overview and key limits keep their totals.'),
+    lastPrune, keepAlert, h('div', { class: 'row' }, keepButton));
+  keepForm.addEventListener('submit', (event) => {
+    event.preventDefault();
+    busy(keepButton, keepAlert, async () => {
+      const wanted = limited.firstChild.checked ? days.read() : null;
+      if (limited.firstChild.checked && !Number.isInteger(wanted)) { days.focus(); throw new Error('Keep at least 7 days (a whole number up to 36500).'); }
+      const v = await api.patch('/api/settings', { requestLogRetentionDays: wanted });
+      Object.assign(values, v);
+      paintPrune(v.lastPrune);
+      keepAlert.ok(wanted == null ? 'Saved: request logs are kept forever.' : `Saved: request logs older than ${wanted} days are pruned.`);
+    });
+  });
+  const retention = section('Retention', keepForm);
 
   // Password change.
   const current = h('input', { id: 'current-password', type: 'password', autocomplete: 'current-password', required: true });
@@ -97,7 +129,7 @@ export default async function settings(ctx) {
 
   ctx.paint(
     h('div', { class: 'page-head' }, h('h1', {}, 'Settings & security')),
-    proxy,
+    proxy, retention,
     section('Password', pwForm),
     section('Two-factor authentication (TOTP)', totpBody),
     alertsSection(ctx, values),
