@@ -19,9 +19,9 @@ import socket
 import threading
 
 import urllib3
-from peewee import DatabaseError
 
 from lb import store
+from lb.background import Loop
 from lb.clock import iso
 from lb.tables import Account, Alert, db
 
@@ -133,18 +133,19 @@ def post(http, url, body, timeout=TIMEOUT_S):
     return False, answer.status, f"the receiver answered {answer.status}"
 
 
-class Sender:
+class Sender(Loop):
     """The outbox's sender for one app (``app.extensions["lb_alerts"]``), and the test event's."""
 
+    name = "alerts"
+
     def __init__(self, app):
-        self.app = app
+        super().__init__(app)
         self.holder = f"{socket.gethostname()}:{os.getpid()}:{id(self):x}"
         self.http = urllib3.PoolManager(num_pools=4, maxsize=2)
         self.timeout = TIMEOUT_S
         self.noted = {}  # dedupe keys this process wrote lately -> until when: a refused key writes once
         self.lock = threading.Lock()
-        self.stop = threading.Event()
-        self._thread = None
+        self.swept = 0  # when this process last deleted old rows (epoch ms)
 
     def note(self, key, until, now):
         """Whether ``key`` is new to this process (then remembered until ``until``): saves a write per refusal."""
@@ -211,26 +212,17 @@ class Sender:
         """Delete sent and given-up rows older than KEEP_MS (their dedupe spans are long over)."""
         Alert.delete().where((Alert.status != "pending") & (Alert.created_at < now - KEEP_MS)).execute()
 
-    def start(self):
-        if self._thread is None:
-            self._thread = threading.Thread(target=self._run, name="alerts", daemon=True)
-            self._thread.start()
+    def period(self):
+        return POLL_S
 
-    def _run(self):
-        clock, swept = self.app.config["CLOCK"], 0
-        while not self.stop.wait(POLL_S):
-            try:
-                now = int(clock() * 1000)
-                while self.tick(now) is not None and not self.stop.is_set():
-                    now = int(clock() * 1000)
-                if now - swept > 3600 * 1000:
-                    with self.app.app_context(), db.connection_context():
-                        self.forget(now)
-                    swept = now
-            except DatabaseError:  # the next tick tries again
-                log.warning("alerts: the database did not answer", exc_info=True)
-            except Exception:  # noqa: BLE001 - the sender outlives any one event
-                log.exception("alerts: the sender failed; it goes on")
+    def step(self, now):
+        """Send what is due, one row after another, and now and then delete the old rows."""
+        while self.tick(now) is not None and not self.stop.is_set():
+            now = int(self.app.config["CLOCK"]() * 1000)
+        if now - self.swept > 3600 * 1000:
+            with self.app.app_context(), db.connection_context():
+                self.forget(now)
+            self.swept = now
 
 
 def init_app(app):

@@ -15,11 +15,11 @@ or a workers' parent.
 import logging
 import os
 import socket
-import threading
 
 from peewee import DatabaseError
 
 from lb import quota, refresh, store
+from lb.background import Loop
 from lb.tables import db
 
 log = logging.getLogger(__name__)
@@ -29,16 +29,16 @@ LEASE_MS = 60 * 1000  # a holder gone this long leaves the job to another
 FAILED_BACKOFF_MS = 60 * 1000  # an account whose poll failed is asked again after this, not at every tick
 
 
-class UsagePoller:
+class UsagePoller(Loop):
     """The usage poll's runner for one app (``app.extensions["lb_jobs"]``)."""
 
+    name = "usage-poll"
+
     def __init__(self, app):
-        self.app = app
+        super().__init__(app)
         self.holder = f"{socket.gethostname()}:{os.getpid()}:{id(self):x}"
         self.interval_ms = app.config["USAGE_POLL_SECONDS"] * 1000
-        self.stop = threading.Event()
         self.failed = {}  # account id -> when it may be asked again (epoch ms)
-        self._thread = None
 
     def tick(self, now):
         """One step: take or renew the lease and, holding it, poll the account most due; its id, or None."""
@@ -59,7 +59,10 @@ class UsagePoller:
             return account.id
 
     def period(self):
-        """Seconds between ticks: the interval spread over the accounts, between 1 s and the interval."""
+        """Seconds between ticks: the interval spread over the accounts, between 1 s and the interval
+        (0: no poll)."""
+        if not self.interval_ms:
+            return 0
         try:
             with self.app.app_context(), db.connection_context():
                 count = store.pollable_accounts()
@@ -67,18 +70,8 @@ class UsagePoller:
             count = 1
         return min(max(1.0, self.interval_ms / 1000 / max(1, count)), self.interval_ms / 1000)
 
-    def start(self):
-        if self.interval_ms and self._thread is None:
-            self._thread = threading.Thread(target=self._run, name="usage-poll", daemon=True)
-            self._thread.start()
-
-    def _run(self):
-        clock = self.app.config["CLOCK"]
-        while not self.stop.wait(self.period()):
-            try:
-                self.tick(int(clock() * 1000))
-            except DatabaseError:  # the next tick tries again
-                log.warning("usage poll: the database did not answer", exc_info=True)
+    def step(self, now):
+        self.tick(now)
 
 
 def init_app(app):

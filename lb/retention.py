@@ -33,9 +33,9 @@ import time
 from typing import NamedTuple
 
 import click
-from peewee import DatabaseError
 
 from lb import store
+from lb.background import Loop
 from lb.clock import DAY_MS, HOUR_MS, iso, now_ms
 from lb.tables import db
 
@@ -136,15 +136,18 @@ def prune(now, days=None, holder=None, batch=FIRST_BATCH, pause=time.sleep, on_b
     return Result(cut, removed, batches, longest, time.perf_counter() - started)
 
 
-class Pruner:
+class Pruner(Loop):
     """The background pruner of one app (``app.extensions["lb_pruner"]``): a thread ticking every
     LB_PRUNE_INTERVAL_SECONDS (0: never) that prunes when retention is on and the last prune is that old."""
 
+    name = "request-log-prune"
+
     def __init__(self, app):
-        self.app = app
+        super().__init__(app)
         self.interval_ms = app.config["PRUNE_INTERVAL_SECONDS"] * 1000
-        self.stop = threading.Event()
-        self._thread = None
+
+    def period(self):
+        return self.interval_ms / 1000
 
     def clock_ms(self):
         return int(self.app.config["CLOCK"]() * 1000)
@@ -162,18 +165,8 @@ class Pruner:
             log.info("pruned %d request logs before %s in %.1f s", result.removed, iso(result.cut), result.seconds)
         return result
 
-    def start(self):
-        if self.interval_ms and self._thread is None:
-            self._thread = threading.Thread(target=self._run, name="request-log-prune", daemon=True)
-            self._thread.start()
-
-    def _run(self):
-        clock = self.app.config["CLOCK"]
-        while not self.stop.wait(self.interval_ms / 1000):
-            try:
-                self.tick(int(clock() * 1000))
-            except DatabaseError:  # the next tick tries again
-                log.warning("request-log prune: the database did not answer", exc_info=True)
+    def step(self, now):
+        self.tick(now)
 
 
 def init_app(app):
