@@ -38,6 +38,7 @@ LEASE_MS = 30 * 1000  # a sender gone this long (mid-POST) leaves the row to ano
 ACCOUNT_SPAN_MS = 10 * 60 * 1000  # an account's events of one kind: at most one in a span
 POLL_S = 1.0  # how often a sender looks for due rows
 KEEP_MS = 7 * 24 * 3600 * 1000  # sent and given-up rows are deleted after this
+NOTE_MS = 10 * 60 * 1000  # a key refused at a limit: how long this process trusts that its event is written
 ERROR_MAX = 200
 
 
@@ -109,12 +110,16 @@ def request_ended(status, error_code, now):
     return False
 
 
+def limit_key(api_key, limit):
+    """One limit of one key in one window: its event is written once."""
+    return f"api_key.limit_reached:{api_key.id}:{limit['metric']}:{limit['window']}:{limit['resetsAt']}"
+
+
 def limit_reached(api_key, limit, now):
     """A key was refused at one of its limits (``limit``: lb.keys.limits_used's entry): once per window."""
     message = (f"API key {api_key.name} reached its limit of {limit['max']} {limit['metric']} per "
                f"{limit['window']}; it resets at {limit['resetsAt']}")
-    dedupe = f"api_key.limit_reached:{api_key.id}:{limit['metric']}:{limit['window']}:{limit['resetsAt']}"
-    return emit("api_key.limit_reached", now, message, api_key=api_key, dedupe=dedupe)
+    return emit("api_key.limit_reached", now, message, api_key=api_key, dedupe=limit_key(api_key, limit))
 
 
 # -- delivery ----------------------------------------------------------------------------------
@@ -143,19 +148,24 @@ class Sender(Loop):
         self.holder = f"{socket.gethostname()}:{os.getpid()}:{id(self):x}"
         self.http = urllib3.PoolManager(num_pools=4, maxsize=2)
         self.timeout = TIMEOUT_S
-        self.noted = {}  # dedupe keys this process wrote lately -> until when: a refused key writes once
+        self.noted = {}  # limit keys this process wrote lately -> until when (limit_refused)
         self.lock = threading.Lock()
         self.swept = 0  # when this process last deleted old rows (epoch ms)
 
-    def note(self, key, until, now):
-        """Whether ``key`` is new to this process (then remembered until ``until``): saves a write per refusal."""
+    def limit_refused(self, api_key, limit, now):
+        """A key's request was refused at ``limit`` (lb.proxy.routes): its event, written in a transaction of
+        its own. The outbox row decides across processes; this process asks the database again only every
+        NOTE_MS per limit, not at each refused request. Whether it asked."""
+        key = limit_key(api_key, limit)
         with self.lock:
             if len(self.noted) > 10000:
                 self.noted = {k: t for k, t in self.noted.items() if t > now}
             if self.noted.get(key, 0) > now:
                 return False
-            self.noted[key] = until
-            return True
+            self.noted[key] = now + NOTE_MS
+        with db.atomic():
+            limit_reached(api_key, limit, now)
+        return True
 
     def test(self, now):
         """Send a ``test`` event now, once: {"delivered", "status", "error"}; the URL must be set."""

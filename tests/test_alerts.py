@@ -303,6 +303,40 @@ def test_a_claimed_row_is_not_sent_by_another_sender_until_its_lease_ends(app, m
         assert other.extensions["lb_alerts"].claim(NOW_MS + alerts.LEASE_MS) is not None  # the first one died
 
 
+def test_a_refused_key_asks_the_database_once_a_while_per_limit(app, clock):
+    set_webhook(app, "http://127.0.0.1:9/hook")
+    with app.app_context(), db.connection_context():
+        keys.create({"name": "ci"}, NOW_MS)
+        key = tables.ApiKey.get()
+        sender = app.extensions["lb_alerts"]
+        day = {"metric": "totalTokens", "window": "day", "max": 1, "resetsAt": "2026-11-26T00:00:00Z"}
+        assert sender.limit_refused(key, day, NOW_MS)
+        assert not sender.limit_refused(key, day, NOW_MS + 1000)  # remembered: no transaction at all
+        assert sender.limit_refused(key, dict(day, window="week"), NOW_MS + 1000)  # another limit
+        assert sender.limit_refused(key, day, NOW_MS + alerts.NOTE_MS)  # asked again: the row decides
+    assert events(app) == ["api_key.limit_reached"] * 2
+
+
+def test_sent_and_given_up_rows_go_after_a_week_pending_ones_stay(app, receiver, clock):
+    set_webhook(app, hook(receiver))
+    account = pool_account(app, clock, "a")
+    change(app, account, NOW_MS, status="deactivated")
+    send_all(app, clock)  # delivered
+    receiver.default = Answer(500)
+    change(app, account, NOW_MS, status="active")
+    for _ in range(4):  # given up
+        clock.now = max(clock(), outbox(app)[-1].next_attempt_at / 1000)
+        app.extensions["lb_alerts"].tick(int(clock() * 1000))
+    set_webhook(app, None)
+    with app.app_context(), db.connection_context():
+        tables.Alert.insert(event="pool.exhausted", payload="{}", created_at=NOW_MS, next_attempt_at=10**15).execute()
+        sender = app.extensions["lb_alerts"]
+        sender.forget(NOW_MS + alerts.KEEP_MS)  # not older than a week yet
+        assert len(outbox(app)) == 3
+        sender.forget(NOW_MS + alerts.KEEP_MS + 1)
+    assert [(alert.event, alert.status) for alert in outbox(app)] == [("pool.exhausted", "pending")]
+
+
 # -- the test event ---------------------------------------------------------------------------------
 
 def test_the_test_event_is_sent_now_and_says_what_happened(authed, receiver, clock):

@@ -13,7 +13,7 @@ from typing import NamedTuple, Optional
 
 from flask import Blueprint, Response, current_app, g, jsonify, request
 
-from lb import alerts, caps, keys, store
+from lb import caps, keys, store
 from lb.auth import key_required
 from lb.clock import iso
 from lb.errors import ApiError, body, openai_error, takes_large_json
@@ -21,7 +21,6 @@ from lb.proxy import chat, failover, relay, responses
 from lb.proxy.balancer import Choice
 from lb.proxy.ledger import Ledger, derived_key, finish
 from lb.proxy.upstream import FAILED, OUTPUT_ITEM_DONE, PARSED, usage_of
-from lb.tables import db
 
 bp = Blueprint("proxy", __name__)
 
@@ -97,20 +96,11 @@ def admit(data, key, now):
     if key is not None:
         for limit in keys.limits_used(key, now, current_app.config["BILLING_CYCLE_DAY"]):
             if limit["used"] >= limit["max"]:
-                _tell_limit_reached(key, limit, now)
+                current_app.extensions["lb_alerts"].limit_refused(key, limit, now)  # the webhook hears of it
                 raise ApiError(429, "rate_limit_exceeded",
                                f"API key limit reached: {limit['metric']} {limit['max']} per {limit['window']} "
                                f"(used {limit['used']}); it resets at {limit['resetsAt']}")
     return model, effort
-
-
-def _tell_limit_reached(key, limit, now):
-    """The webhook hears of a key's limit once per window: the outbox row decides across processes; this
-    process asks the database again only every ten minutes per limit, not at each refused request."""
-    noted = f"{key.id}:{limit['metric']}:{limit['window']}:{limit['resetsAt']}"
-    if current_app.extensions["lb_alerts"].note(noted, now + alerts.ACCOUNT_SPAN_MS, now):
-        with db.atomic():
-            alerts.limit_reached(key, limit, now)
 
 
 def _proxy():
